@@ -1,0 +1,73 @@
+"""Notebook sources: every jupytext script has its paired .ipynb, in sync, without outputs,
+with a python3 kernelspec, following the course template (goals ... references)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NB_DIR = ROOT / "notebooks"
+SOURCES = sorted(NB_DIR.glob("[0-9][0-9]_*.py"))
+IPYNBS = sorted(NB_DIR.glob("[0-9][0-9]_*.ipynb"))
+SECTIONS = ["## Goals", "## Setup", "## Summary", "## Exercises", "## References"]
+
+
+def _cells(nb):
+    """What must agree between a pair: cell types, sources and tags."""
+    return [(c.cell_type, c.source.strip(), tuple(c.metadata.get("tags", ()))) for c in nb.cells]
+
+
+def test_there_are_notebooks():
+    assert SOURCES, "no notebooks/NN_*.py sources"
+
+
+def test_every_source_has_its_pair_and_back():
+    assert [p.stem for p in SOURCES] == [p.stem for p in IPYNBS]
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.name)
+def test_pair_in_sync(src):
+    pair = src.with_suffix(".ipynb")
+    assert pair.is_file(), f"{pair.name} missing: run `make notebooks`"
+    want = _cells(jupytext.read(src))
+    got = _cells(nbformat.read(pair, as_version=4))
+    assert got == want, f"{pair.name} is out of sync with {src.name}: run `make notebooks`"
+
+
+@pytest.mark.parametrize("pair", IPYNBS, ids=lambda p: p.name)
+def test_committed_ipynb_has_no_outputs_and_a_kernelspec(pair):
+    nb = nbformat.read(pair, as_version=4)
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code":
+            assert not cell.outputs, f"{pair.name} cell {i} carries outputs"
+            assert cell.execution_count is None, f"{pair.name} cell {i} has an execution count"
+    assert nb.metadata.get("kernelspec", {}).get("name") == "python3", pair.name
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.name)
+def test_source_follows_the_template(src):
+    text = src.read_text()
+    assert "kernelspec:" in "\n".join(text.splitlines()[:20]), f"{src.name}: no kernelspec header"
+    nb = jupytext.read(src)
+    markdown = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    positions = [markdown.find(s) for s in SECTIONS]
+    assert all(p >= 0 for p in positions), f"{src.name} lacks {SECTIONS}: {positions}"
+    assert positions == sorted(positions), f"{src.name}: sections out of order"
+    assert nb.cells[0].cell_type == "markdown", f"{src.name} must open with prose"
+    # prose before code: no two code cells in a row without markdown between them,
+    # except right after setup (a section may hold a short sequence of code cells)
+    kinds = "".join("m" if c.cell_type == "markdown" else "c" for c in nb.cells)
+    assert "ccc" not in kinds, f"{src.name}: three code cells in a row without prose"
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.name)
+def test_notebook_imports_drsl_and_defines_no_package_function(src):
+    code = "\n".join(c.source for c in jupytext.read(src).cells if c.cell_type == "code")
+    assert re.search(r"^(from drsl|import drsl)", code, re.M), f"{src.name} does not import drsl"
+    defs = re.findall(r"^def (\w+)", code, re.M)
+    assert not defs, f"{src.name} defines top-level functions {defs}: they belong in drsl"

@@ -1,0 +1,62 @@
+"""Package-level facts: version, import layering (lower modules never import higher ones)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import drsl
+
+PKG = Path(drsl.__file__).resolve().parent
+
+# module -> drsl modules it may NOT import (design.md: distances <- losses <- train;
+# metrics and data import neither losses nor train; plotting and widgets are leaves)
+FORBIDDEN = {
+    "config": {"distances", "losses", "gradcheck", "metrics", "data", "models", "train"},
+    "distances": {"losses", "gradcheck", "metrics", "data", "models", "train"},
+    "losses": {"metrics", "data", "models", "train", "gradcheck"},
+    "metrics": {"losses", "train", "models", "data", "gradcheck"},
+    "data": {"losses", "train", "models", "metrics", "gradcheck"},
+    "models": {"losses", "train"},
+}
+LEAVES = {"plotting", "widgets"}
+
+
+def _drsl_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+        elif isinstance(node, ast.ImportFrom) and node.level > 0:
+            continue  # relative imports stay within a subpackage
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            continue
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "drsl" and len(parts) > 1:
+                out.add(parts[1])
+    return out
+
+
+def _modules():
+    for path in sorted(PKG.rglob("*.py")):
+        rel = path.relative_to(PKG).with_suffix("")
+        yield rel.parts[0], path
+
+
+def test_version_is_a_string():
+    assert isinstance(drsl.__version__, str) and drsl.__version__.count(".") == 2
+
+
+@pytest.mark.parametrize("top,path", list(_modules()), ids=lambda x: str(x))
+def test_import_layering(top, path):
+    imported = _drsl_imports(path)
+    if top not in LEAVES:
+        assert not imported & LEAVES, f"{path.name} imports a leaf module: {imported & LEAVES}"
+    bad = imported & FORBIDDEN.get(top, set())
+    assert not bad, f"drsl.{top} ({path.name}) must not import {sorted(bad)}"
