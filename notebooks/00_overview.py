@@ -18,7 +18,7 @@
 #
 # *Part of the drsl course on the Differentiable Retrieval-Sort Loss ("rank-in-rank loss").
 # The paper's full text is not available to us: what the course teaches is **our reading** of
-# it, written down in `shared/spec/drsl-loss.md` and derived step by step in notebook 01.*
+# it, written down in `docs/drsl-loss-spec.md` and derived step by step in notebook 01.*
 #
 # ## Goals
 # - Explain person re-identification (re-ID) as a retrieval problem: a query image, a gallery,
@@ -105,7 +105,8 @@ plt.show()
 # ## 2. Average precision and the CMC curve, by hand
 # After the removal, the ranked list reads as a sequence of hits (1) and misses (0). The
 # **average precision** is the mean, over the hits, of the precision at each hit:
-# $$\mathrm{AP} = \frac{1}{|\text{hits}|} \sum_{k:\ \text{hit at }k} \frac{\#\text{hits in top }k}{k}.$$
+# $$\mathrm{AP} = \frac{1}{|H|} \sum_{k \in H} \frac{\#\{\text{hits in top } k\}}{k},$$
+# where $H$ is the set of ranks that hold a hit.
 # The **CMC** at rank $k$ is 1 if at least one hit is in the top $k$, else 0 (averaged over
 # queries it gives "rank-1", "rank-5" accuracy). **mINP** looks at the hardest hit: the number
 # of hits divided by the rank of the last hit.
@@ -158,7 +159,9 @@ print(f"batch of {len(batch)}: positives per anchor {n_pos.unique().tolist()}, "
       f"negatives per anchor {n_neg.unique().tolist()}")  # fmt: skip
 assert torch.all(n_pos == K - 1) and torch.all(n_neg == (P - 1) * K)
 assert np.isclose(sampler.pos_neg_ratio, (K - 1) / ((P - 1) * K))
-print(f"positive:negative ratio = {sampler.pos_neg_ratio:.3f} (1 : {1 / sampler.pos_neg_ratio:.0f})")
+print(
+    f"positive:negative ratio = {sampler.pos_neg_ratio:.3f} (1 : {1 / sampler.pos_neg_ratio:.0f})"
+)
 
 # %% [markdown]
 # Larger batches (more identities $P$) give better estimates but a worse ratio; fewer images

@@ -60,3 +60,12 @@ def test_import_layering(top, path):
         assert not imported & LEAVES, f"{path.name} imports a leaf module: {imported & LEAVES}"
     bad = imported & FORBIDDEN.get(top, set())
     assert not bad, f"drsl.{top} ({path.name}) must not import {sorted(bad)}"
+
+
+def test_spec_copy_matches_the_shared_contract():
+    """docs/drsl-loss-spec.md is the shipped copy of the contract in ../shared/spec."""
+    root = PKG.parent
+    shared = root.parent / "shared" / "spec" / "drsl-loss.md"
+    if not shared.is_file():
+        pytest.skip("no ../shared/spec beside this checkout")
+    assert (root / "docs" / "drsl-loss-spec.md").read_text() == shared.read_text()

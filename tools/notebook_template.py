@@ -16,7 +16,7 @@
 # %% [markdown]
 # # NN Title: one line on what the reader will be able to do
 #
-# *Part of the drsl course. Our reading of the paper is in `shared/spec/drsl-loss.md`
+# *Part of the drsl course. Our reading of the paper is in `docs/drsl-loss-spec.md`
 # ("our reading": the paper's full text is not available to us).*
 #
 # ## Goals
