@@ -13,13 +13,30 @@ import math
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 __all__ = [
     "pairwise_euclidean",
     "pairwise_cosine",
+    "indexed_cosine",
     "pairwise_angle",
     "chunked_euclidean",
 ]
+
+
+def _pow2_scale(x: Tensor, dim: int | None = None) -> Tensor:
+    """A power of two close to ``max |x|`` (over ``dim``, or all of ``x``), detached; 1 where 0.
+
+    Dividing by a power of two is exact in floating point, so ``x / scale`` loses nothing while
+    keeping squares and sums far from overflow (huge norms) and underflow (tiny ones).
+    """
+    a = x.detach().abs()
+    if a.numel() == 0:
+        return torch.ones((), dtype=x.dtype, device=x.device)
+    m = a.amax() if dim is None else a.amax(dim=dim, keepdim=True)
+    ok = torch.isfinite(m) & (m > 0)
+    exponent = torch.frexp(torch.where(ok, m, torch.ones_like(m))).exponent
+    return torch.ldexp(torch.ones_like(m), exponent)
 
 
 def _check_pair(x: Tensor, y: Tensor | None) -> Tensor:
@@ -46,15 +63,18 @@ def pairwise_euclidean(
 
     Uses ``||x||^2 + ||y||^2 - 2 x y^T`` (one matrix product) after subtracting the mean of
     ``x``, which leaves distances unchanged but removes the cancellation error that a large
-    common offset would cause. With ``y=None`` the diagonal is exactly 0. The square root is
-    taken of ``max(d^2, eps)`` so that its gradient stays finite for coincident points
-    (it is 0 there).
+    common offset would cause, and after dividing by a power of two near the largest entry
+    (exact in floating point), so that huge or tiny embeddings neither overflow nor underflow
+    ``d^2``. With ``y=None`` the diagonal is exactly 0. The gradient is written by hand (one
+    matrix product instead of autograd's two, first-order only); it is 0 for coincident points,
+    where the direction is undefined, and damped (``1/d`` replaced by ``d/eps``) for pairs
+    closer than ``sqrt(eps)``.
 
     Args:
         x (Tensor): ``n x D`` embeddings.
         y (Tensor, optional): ``m x D`` embeddings; ``None`` means ``x`` against itself.
         squared (bool): return squared distances (no square root). Default False.
-        eps (float, optional): floor under ``d^2`` before the square root; default
+        eps (float, optional): pairs with (rescaled) ``d^2 < eps`` get a damped gradient; default
             ``finfo(dtype).tiny ** 0.5`` (about 1e-19 in float32, 1e-154 in float64).
 
     Returns:
@@ -72,26 +92,63 @@ def pairwise_euclidean(
                 [18.]])
     """
     y_ = _check_pair(x, y)
-    centre = x.detach().mean(dim=0, keepdim=True) if x.shape[0] > 0 else 0.0
-    xc = x - centre
-    yc = xc if y is None else y_ - centre
-    x2 = (xc * xc).sum(dim=1, keepdim=True)
-    y2 = x2 if y is None else (yc * yc).sum(dim=1, keepdim=True)
-    d2 = (x2 + y2.transpose(0, 1) - 2.0 * (xc @ yc.transpose(0, 1))).clamp_min(0.0)
-    if y is None:
-        # exact zeros on the diagonal, without an in-place write on an autograd tensor
-        d2 = d2 * (1.0 - torch.eye(d2.shape[0], dtype=d2.dtype, device=d2.device))
-    if squared:
-        return d2
     if eps is None:
-        eps = math.sqrt(torch.finfo(d2.dtype).tiny)
-    return d2.clamp_min(eps).sqrt() * (d2 > 0)
+        eps = math.sqrt(torch.finfo(x.dtype).tiny)
+    return _Euclidean.apply(x, y_ if y is not None else None, squared, eps)
+
+
+class _Euclidean(torch.autograd.Function):
+    """The distance matrix with a hand-written backward: a few in-place ``n x m`` passes and one
+    matrix product (two for ``y``), where autograd through the expansion needs about four times
+    as many passes. First-order only (``once_differentiable``)."""
+
+    @staticmethod
+    def forward(ctx, x, y, squared, eps):
+        centre = x.mean(dim=0, keepdim=True) if x.shape[0] > 0 else 0.0
+        xc = x - centre
+        yc = xc if y is None else y - centre
+        # exact power-of-two rescaling: d(x, y) = c * d(x / c, y / c) without overflow of d^2
+        c = _pow2_scale(xc) if y is None else torch.maximum(_pow2_scale(xc), _pow2_scale(yc))
+        xs = xc / c
+        ys = xs if y is None else yc / c
+        x2 = (xs * xs).sum(dim=1, keepdim=True)
+        y2 = x2 if y is None else (ys * ys).sum(dim=1, keepdim=True)
+        d2 = torch.addmm(x2 + y2.transpose(0, 1), xs, ys.transpose(0, 1), alpha=-2.0)
+        d2.clamp_(min=0.0)
+        if y is None:
+            d2.fill_diagonal_(0.0)  # exact zeros on the diagonal
+        ctx.squared, ctx.self_pairs = squared, y is None
+        if squared:
+            ctx.save_for_backward(xs, ys, c)
+            return d2 * (c * c)
+        ds = d2.sqrt()
+        # 1 / ds, damped to ds / eps for pairs closer than sqrt(eps) (0 at coincident points)
+        ctx.save_for_backward(xs, ys, c, ds / d2.clamp_(min=eps))
+        return ds.mul_(c)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        xs, ys, c = ctx.saved_tensors[:3]
+        # dd_ij/dx_i = w_ij (xs_i - ys_j) with w = g / ds, or w = 2 c g for squared distances;
+        # the scale c cancels out
+        w = grad * (2.0 * c) if ctx.squared else grad * ctx.saved_tensors[3]
+        if ctx.self_pairs:  # x against itself: both ends of every pair are rows of x
+            row = w.sum(dim=1, keepdim=True) + w.sum(dim=0).unsqueeze(1)
+            return row * xs - (w + w.transpose(0, 1)) @ xs, None, None, None
+        gx = gy = None
+        if ctx.needs_input_grad[0]:
+            gx = w.sum(dim=1, keepdim=True) * xs - w @ ys
+        if ctx.needs_input_grad[1]:
+            gy = w.sum(dim=0).unsqueeze(1) * ys - w.transpose(0, 1) @ xs
+        return gx, gy, None, None
 
 
 def pairwise_cosine(x: Tensor, y: Tensor | None = None, *, eps: float = 1e-8) -> Tensor:
     """Cosine similarities between the rows of ``x`` and of ``y``.
 
-    A zero row has cosine 0 with everything (its norm is floored at ``eps``).
+    A zero row has cosine 0 with everything (its norm is floored at ``eps``). Rows are divided
+    by a power of two near their largest entry first (exact), so huge or tiny rows are fine.
 
     Args:
         x (Tensor): ``n x D`` embeddings.
@@ -111,9 +168,45 @@ def pairwise_cosine(x: Tensor, y: Tensor | None = None, *, eps: float = 1e-8) ->
                 [-1.,  0.,  1.]])
     """
     y_ = _check_pair(x, y)
-    xn = x / x.norm(dim=1, keepdim=True).clamp_min(eps)
-    yn = xn if y is None else y_ / y_.norm(dim=1, keepdim=True).clamp_min(eps)
+    xn = _unit_rows(x, eps)
+    yn = xn if y is None else _unit_rows(y_, eps)
     return (xn @ yn.transpose(0, 1)).clamp(-1.0, 1.0)
+
+
+def _unit_rows(x: Tensor, eps: float) -> Tensor:
+    # rows (last dim) to unit length; each row is first divided by a power of two near its
+    # largest entry (exact), so that the norm neither overflows nor underflows
+    xs = x / _pow2_scale(x, dim=-1)
+    return xs / xs.norm(dim=-1, keepdim=True).clamp_min(eps)
+
+
+def indexed_cosine(x: Tensor, index: Tensor, *, eps: float = 1e-8) -> Tensor:
+    """Cosines ``cos(x[a], x[index[a, p]])`` of selected pairs, without the ``n x n`` matrix.
+
+    Args:
+        x (Tensor): ``n x D`` vectors.
+        index (Tensor): ``n x P`` long, row indices into ``x``.
+        eps (float): floor under each row norm (a zero row has cosine 0). Default 1e-8.
+
+    Returns:
+        Tensor: ``n x P`` cosines in ``[-1, 1]``, same device and dtype as ``x``.
+
+    Reference: spec "Words", angle target ``t_j = (1 + cos(g_a, g_j)) / 2`` for the positives.
+
+    Example:
+        >>> x = torch.tensor([[1.0, 0.0], [0.0, 2.0], [-3.0, 0.0]])
+        >>> indexed_cosine(x, torch.tensor([[1, 2], [0, 0], [2, 0]]))
+        tensor([[ 0., -1.],
+                [ 0.,  0.],
+                [ 1., -1.]])
+    """
+    if x.dim() != 2:
+        raise ValueError(f"x must be 2-D (n x D), got shape {tuple(x.shape)}")
+    if index.dim() != 2 or index.shape[0] != x.shape[0]:
+        raise ValueError(f"index must be n x P with n = {x.shape[0]}, got {tuple(index.shape)}")
+    xn = _unit_rows(x, eps)
+    picked = xn.index_select(0, index.reshape(-1)).view(*index.shape, x.shape[1])
+    return (picked * xn[:, None, :]).sum(dim=2).clamp(-1.0, 1.0)
 
 
 def pairwise_angle(x: Tensor, y: Tensor | None = None, *, degrees: bool = True) -> Tensor:

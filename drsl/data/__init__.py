@@ -1,0 +1,47 @@
+"""Re-ID data: the synthetic Market-format set, real dataset loaders, the PK sampler.
+
+- :mod:`drsl.data.synth`     procedural pedestrians written in the Market-1501 layout
+  (``ensure_dataset()`` makes the default set on first use; CLI ``python -m drsl.data.synth``)
+- :mod:`drsl.data.datasets`  loaders for Market-1501, DukeMTMC-reID, CUHK03-np, MSMT17 and
+  ``ImageDataset``
+- :mod:`drsl.data.sampler`   ``PKSampler``: P identities x K instances per batch
+- :mod:`drsl.data.features`  raw-pixel and colour-histogram baseline features
+- :mod:`drsl.data.transforms` image transforms for training and evaluation
+
+Submodules load on first use (``drsl.data.PKSampler`` imports :mod:`drsl.data.sampler`), so
+``import drsl.data.synth`` stays light in worker processes.
+
+Reference: Zheng et al., ICCV 2015 (Market-1501 layout); Hermans et al. 2017 (PK batches).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "ReIDSplits": "datasets",
+    "ImageDataset": "datasets",
+    "load_dataset": "datasets",
+    "load_market1501": "datasets",
+    "load_dukemtmc": "datasets",
+    "load_cuhk03np": "datasets",
+    "load_msmt17": "datasets",
+    "PKSampler": "sampler",
+    "pk_pos_neg_ratio": "sampler",
+    "ensure_dataset": "synth",
+    "generate": "synth",
+    "SynthConfig": "synth",
+    "build_transforms": "transforms",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Train the two shipped checkpoints on the default synthetic set and record their checksums.
+# Usage (from the repository root): bash experiments/train_checkpoints.sh [--no-resume]
+# (--no-resume after the synthetic set changed: a run refuses to resume on other data.)
+# Each run resumes from runs/ckpt_<name>/last.pt if interrupted; re-check a checkpoint with
+#   python -m drsl eval data/checkpoints/ce_drsl.pt
+set -euo pipefail
+PY=${PY:-.venv/bin/python}
+THREADS=${THREADS:-2}
+mkdir -p data/checkpoints
+for loss in ce+drsl ce+triplet; do
+    name=${loss/+/_}
+    "$PY" -m drsl train --loss "$loss" --out "runs/ckpt_$name" --threads "$THREADS" \
+        --device cpu --no-progress "$@"
+    cp "runs/ckpt_$name/model.pt" "data/checkpoints/$name.pt"
+done
+(cd data/checkpoints && sha256sum ce_drsl.pt ce_triplet.pt > SHA256SUMS)

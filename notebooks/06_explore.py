@@ -1,0 +1,177 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 06 Explore: move P, K and delta and watch who gets the gradient
+#
+# *Part of the drsl course. Our reading of the paper is in `shared/spec/drsl-loss.md`
+# ("our reading": the paper's full text is not available to us).*
+#
+# ## Goals
+# - Explain, with the explorer's curves, why a loss averaged over pairs lets the negatives
+#   dilute the pull on the positives as the batch grows, and why DRSL's identity update does not.
+# - Read one anchor's ranked list and tell which positives cost DRSL its ranking error.
+# - Run the same explorer as a standalone app (Voila) and as static figures.
+#
+# With `P` identities and `K` images each, one anchor sees `K - 1` positives and `(P - 1) K`
+# negatives: the positive:negative ratio `(K - 1) / ((P - 1) K)` falls from 0.75 (`P = 2`,
+# `K = 4`) to 0.05 (`P = 16`). The explorer computes every loss of the course on a toy batch
+# of that shape and shows where each loss puts its gradient.
+
+# %% [markdown]
+# ## Setup
+# One cell: the explorer and the functions behind it come from `drsl` (the notebook defines
+# none of its own). Fast mode (`DRSL_FAST=1`, used by the test suite) trains the toy embedding
+# for fewer steps and draws a smaller static grid; the code path is the same.
+
+# %%
+import matplotlib.pyplot as plt
+import torch
+
+import drsl
+from drsl import explore
+from drsl.config import data_dir, fast_mode
+from drsl.plotting import plot_explorer_grid, plot_toy_grid
+from drsl.widgets import make_explorer
+
+FAST = fast_mode()
+STEPS = 30 if FAST else 60
+P_GRID = (2, 8) if FAST else (2, 4, 8, 16)
+torch.manual_seed(0)
+print(f"drsl {drsl.__version__}, torch {torch.__version__}, fast mode: {FAST}, data: {data_dir()}")
+
+# %% [markdown]
+# ## 1. The explorer
+# Two tabs. **Batch** builds a toy batch: `P` identities, each a Gaussian cluster of `K`
+# points in 8 dimensions; `separation` is the RMS distance between two identities' centres and
+# `noise` the RMS distance between two images of one identity. It shows
+# - one anchor's **ranked list**: the other `P K - 1` items by distance, positives green,
+#   negatives orange (move `anchor` to change the query);
+# - each loss's **value** on the batch (`delta` and `sort_weight` act on DRSL only);
+# - each loss's **gradient mass**: the total `|dL/d distance|` over all anchors, on positive
+#   pairs vs negative pairs (for Smooth-AP, w.r.t. the cosine similarity it ranks by);
+# - below the table, the same quantities **against the positive:negative ratio**, for
+#   `P = 2 ... 16` at the current `K` (the table's caption gives the current ratio).
+#
+# **Toy embedding** trains the points of a small 2-D batch (or 3-D, on the unit sphere)
+# directly for `N` steps under the chosen loss; press play to watch them move. Every step moves
+# the most-pushed point by `step size`, so the losses move at the same speed and what differs is
+# *which* points they push. Each change recomputes in about a second or less.
+
+# %%
+explorer = make_explorer(fast=FAST)
+explorer
+
+# %% [markdown]
+# The explorer's numbers are plain function calls: its batch view holds a
+# `drsl.explore.BatchSummary`, and calling `explore.summarize_batch` with the same settings
+# gives the same values. (This is also what the static grid in section 3 draws.)
+
+# %%
+b = explorer.batch
+same = explore.summarize_batch(
+    b.controls["P"].value,
+    b.controls["K"].value,
+    delta=b.controls["delta"].value,
+    sort_weight=b.controls["sort_weight"].value,
+    separation=b.controls["separation"].value,
+    noise=b.controls["noise"].value,
+)
+assert same.values == b.summary.values and same.mass == b.summary.mass
+print({name: round(v, 4) for name, v in b.summary.values.items()})
+
+# %% [markdown]
+# ## 2. What to try
+# 1. **Grow the batch.** Move `P` from 2 to 16 at `K = 4`. The DRSL bars stay close to an
+#    even split between positives and negatives; the contrastive loss, a mean over all
+#    `B (B - 1)` pairs, pulls each positive pair less and less (middle curve panel: the solid
+#    red line falls towards the left, where `P` is large).
+# 2. **Switch the sort off.** Set `sort_weight = 0`: DRSL is then its ranking term alone, and
+#    its identity update moves the positives up exactly as much as it moves the negatives down:
+#    50% to the digit, whatever `P` and `K` (the next cell checks it). With the sort on, the
+#    extra push goes to positives among themselves.
+# 3. **Shrink delta.** With the linear ramp, a (positive, negative) pair stops counting once
+#    the negative is `delta` farther than the positive; a small `delta` leaves only the pairs
+#    that are actually mis-ranked. Compare the smooth gradient with the identity update.
+# 4. **Blur the identities.** Lower `separation` or raise `noise`: the ranked list mixes, every
+#    loss rises, and in the toy tab the points have more to sort out.
+
+# %% [markdown]
+# The balance of item 2 is the reason DRSL shrugs off imbalance (spec, "Two ways to get a
+# gradient"); it holds for every batch shape, which this cell checks for a few.
+
+# %%
+for P, K in [(2, 4), (8, 4), (16, 2), (4, 8)]:
+    s = explore.summarize_batch(P, K, losses=("drsl",), sort_weight=0.0, separation=1.0)
+    print(f"P={P:2d} K={K}: ratio {s.ratio:.3f}, DRSL share on positives {s.pos_share('drsl'):.4f}")
+    assert abs(s.pos_share("drsl") - 0.5) < 1e-6
+
+# %% [markdown]
+# ## 3. The same content as static figures
+# For readers on GitHub or nbviewer, where widgets do not render: the batch view for several
+# values of `P` at `K = 4` (one row each), then the curves against the ratio. Each row is what
+# the explorer shows for that `P` with its default settings.
+
+# %%
+summaries = [explore.summarize_batch(P, 4) for P in P_GRID]
+curves = explore.ratio_curves(4)
+fig = plot_explorer_grid(summaries, curves, highlight="drsl")
+plt.show()
+
+# %% [markdown]
+# Read the rows top to bottom: with more identities the ranked list gets more negatives ahead
+# of the positives and DRSL's value (one minus a precision) rises, while the gradient shares
+# barely move; the last row puts all `P` on one axis. Below, the toy embedding trained under
+# each loss, from the start (left) to step `N`, with its loss curve.
+
+# %%
+runs = [explore.train_toy(name, 5, 4, steps=STEPS) for name in explore.LOSS_NAMES]
+fig = plot_toy_grid(runs)
+plt.show()
+
+# %% [markdown]
+# ## 4. As a standalone app
+# The explorer runs without JupyterLab, as a web page served by Voila (code hidden). From the
+# repository root:
+#
+# ```
+# .venv/bin/voila notebooks/06_explore.ipynb
+# ```
+#
+# then open the address it prints (http://localhost:8866 by default).
+
+# %% [markdown]
+# ## Summary
+# - One anchor sees `K - 1` positives against `(P - 1) K` negatives; the explorer shows every
+#   loss of the course on such a batch, and its curves against that ratio.
+# - A loss averaged over all pairs (contrastive) spreads its gradient over the pairs, so more
+#   negatives means less pull on each positive; DRSL's ranking term hands the positives exactly
+#   as much total push as the negatives (checked above for several batch shapes).
+# - The same functions draw the widgets, the static grid and the Voila app.
+#
+# ## Exercises
+# 1. In the explorer, at `K = 2`, move `P` from 2 to 16. By what factor does the contrastive
+#    loss's mass on positives fall? Predict it from the number of pairs before you look.
+# 2. Set `sort_weight = 2` and `P = 2`. Where does the extra gradient go, and why is it zero
+#    when `sort_weight = 0`? (Hint: spec, the sorting error `l_S - l*_S`.)
+# 3. In the toy tab, train with the triplet loss and with Smooth-AP. Which one keeps pushing
+#    once every identity is separated, and why? (Hint: the step function each one uses.)
+#
+# ## References
+# - Rank-in-Rank Loss for Person Re-identification, ACM TOMM, doi:10.1145/3532866.
+# - K. Oksuz et al., Rank & Sort Loss for Object Detection and Instance Segmentation, ICCV 2021.
+# - A. Brown et al., Smooth-AP: Smoothing the Path Towards Large-Scale Image Retrieval, ECCV 2020.
+# - R. Hadsell, S. Chopra, Y. LeCun, Dimensionality Reduction by Learning an Invariant Mapping,
+#   CVPR 2006.
