@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-PORT ?= 8888
+PORT ?= 8866
 
 .PHONY: help env data course course-headless test test-browser lint format notebooks lock bench clean-build
 
@@ -40,7 +40,7 @@ format: env  ## apply ruff's fixes and formatting
 	@$(VENV)/bin/ruff check --fix . && $(VENV)/bin/ruff format .
 
 notebooks: env  ## regenerate the .ipynb files (no outputs) from the jupytext sources
-	@$(VENV)/bin/jupytext --to ipynb --set-kernel python3 notebooks/[0-9]*.py
+	@$(VENV)/bin/jupytext --to ipynb --update --set-kernel python3 notebooks/[0-9]*.py
 
 explore: env  ## the ratio explorer as a standalone Voila app
 	@$(VENV)/bin/voila notebooks/06_explore.ipynb --port=$(PORT)

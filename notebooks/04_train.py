@@ -154,7 +154,7 @@ print(
 # %% [markdown]
 # ## 4. The full models, from the shipped checkpoints
 # Training the full model takes several minutes, so the course ships two checkpoints trained
-# on the default synthetic set with the default `TrainConfig` (30 epochs, P = 16, K = 4):
+# on the default synthetic set with the default `TrainConfig` (15 epochs, P = 16, K = 4):
 # CE + DRSL and CE + triplet. `load_or_train` loads a checkpoint when it exists and trains
 # (then saves) when it does not. Their learning curves come with them. In full mode the next
 # cell re-evaluates each model; the same numbers come from the shell with

@@ -69,3 +69,17 @@ def test_spec_copy_matches_the_shared_contract():
     if not shared.is_file():
         pytest.skip("no ../shared/spec beside this checkout")
     assert (root / "docs" / "drsl-loss-spec.md").read_text() == shared.read_text()
+
+
+def test_plotting_exports_table_matches_the_submodules():
+    """drsl.plotting's lazy table names exactly what each submodule exports."""
+    import importlib
+
+    import drsl.plotting as plotting
+
+    for module, names in plotting._EXPORTS.items():
+        sub = importlib.import_module(f"drsl.plotting.{module}")
+        exported = [n for n in sub.__all__ if n not in ("POS_COLOR", "NEG_COLOR")]
+        assert list(names) == exported, module
+        for name in names:
+            assert getattr(plotting, name) is getattr(sub, name)

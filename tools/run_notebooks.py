@@ -4,7 +4,8 @@
 
 The main job's headless variant (``make course-headless``). Each notebook runs top to bottom in
 a fresh python3 kernel with ``notebooks/`` as its working directory; the executed copy goes to
-``OUT/notebooks/NAME.ipynb`` and a rendering to ``OUT/html/NAME.html``. A notebook that fails
+``OUT/notebooks/NAME.ipynb``, a rendering to ``OUT/html/NAME.html`` and the kernel's stderr to
+``OUT/logs/NAME.kernel.log``. A notebook that fails
 is still written (with the error in it); the exit status is 1 if any failed.
 """
 
@@ -40,15 +41,19 @@ def run_one(path: Path, out: Path, timeout: int) -> tuple[bool, float, str]:
         resources={"metadata": {"path": str(path.parent)}},
         store_widget_state=True,
     )
+    for sub in ("notebooks", "html", "logs"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     error = ""
-    try:
-        client.execute()
-    except CellExecutionError as exc:
-        error = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
+    # the kernel's own stderr (warnings, crashes) goes to a log file, not over the report
+    with open(out / "logs" / f"{path.stem}.kernel.log", "w") as log:
+        try:
+            client.execute(stderr=log)
+        except CellExecutionError as exc:
+            error = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
+        except Exception as exc:  # kernel died, timeout: keep going with the next notebook
+            error = f"{type(exc).__name__}: {exc}"
     seconds = time.perf_counter() - start
-    (out / "notebooks").mkdir(parents=True, exist_ok=True)
-    (out / "html").mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, out / "notebooks" / path.name)
     html, _ = HTMLExporter().from_notebook_node(nb)
     (out / "html" / f"{path.stem}.html").write_text(html, encoding="utf-8")

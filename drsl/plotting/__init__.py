@@ -4,14 +4,51 @@ matplotlib Figure; none saves a file or prints. This is a leaf: nothing in drsl 
 Submodules, one per area: :mod:`.losses` (ranked lists, loss terms, finite-difference curves),
 :mod:`.data` (identities across cameras, batch ratios), :mod:`.geometry` (t-SNE, distance and
 angle histograms, rank-in-rank view, ranking grids), :mod:`.explore` (the explorer's static grid),
-:mod:`.train` (learning curves, sweep results).
+:mod:`.train` (learning curves, sweep results). Colours: :mod:`._style`.
+
+``from drsl.plotting import plot_pk_ratio`` imports only the submodule that holds the name
+(lazily, PEP 562), so a notebook does not pay for scipy or scikit-learn it does not use.
+``tests/test_package.py`` keeps the table below equal to each submodule's ``__all__``.
 """
 
-from . import data, explore, geometry, losses, train
-from .data import *  # noqa: F403
-from .explore import *  # noqa: F403
-from .geometry import *  # noqa: F403
-from .losses import *  # noqa: F403
-from .train import *  # noqa: F403
+from __future__ import annotations
 
-__all__ = [*losses.__all__, *data.__all__, *geometry.__all__, *explore.__all__, *train.__all__]
+import importlib
+
+from ._style import NEG_COLOR, POS_COLOR
+
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "losses": (
+        "plot_anchor_list", "plot_loss_terms", "plot_step_functions", "plot_step_sweep",
+        "plot_line_profile", "plot_update_comparison", "plot_update_row", "plot_balance",
+    ),
+    "data": (
+        "plot_identities_across_cameras", "plot_dataset_statistics", "plot_pk_ratio",
+        "plot_protocol_example",
+    ),
+    "geometry": ("plot_tsne", "plot_pair_histograms", "plot_rank_in_rank", "plot_ranking"),
+    "explore": (
+        "plot_ranked_list", "plot_loss_values", "plot_gradient_share", "plot_batch_panel",
+        "plot_ratio_curves", "plot_toy_embedding", "plot_toy_loss", "plot_explorer_grid",
+        "plot_toy_grid",
+    ),
+    "train": ("plot_learning_curves", "plot_sweep", "sweep_table"),
+}  # fmt: skip
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = ["POS_COLOR", "NEG_COLOR", *_WHERE]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return importlib.import_module(f".{name}", __name__)
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_WHERE, *_EXPORTS})

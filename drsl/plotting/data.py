@@ -17,6 +17,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
+from ._style import NEG_COLOR, POS_COLOR
+
 __all__ = [
     "plot_identities_across_cameras",
     "plot_dataset_statistics",
@@ -25,8 +27,8 @@ __all__ = [
 ]
 
 ROLE_COLORS = {
-    "match": "#1a9850",
-    "negative": "#d73027",
+    "match": POS_COLOR,
+    "negative": NEG_COLOR,
     "distractor": "#fc8d59",
     "same_camera": "#9e9ac8",
     "junk": "#bdbdbd",

@@ -38,9 +38,8 @@ __all__ = [
     "plot_toy_grid",
 ]
 
-#: Colour of positives (same identity as the anchor) and of negatives, colour-blind safe.
-POS_COLOR = "#1b9e77"
-NEG_COLOR = "#d95f02"
+#: Colours of positives (same identity as the anchor) and negatives: one style for the course
+from ._style import NEG_COLOR, POS_COLOR  # noqa: E402
 
 
 def _label(name: str) -> str:

@@ -43,8 +43,8 @@ __all__ = [
 ]
 
 #: Colour of positive pairs / true matches (green), and of negatives / false matches (red).
-POS_COLOR = "#1a9850"
-NEG_COLOR = "#d73027"
+from ._style import NEG_COLOR, POS_COLOR
+
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
 _KIND_LABEL = {"distance": "Euclidean distance", "angle": "angle (degrees)"}
 
