@@ -7,7 +7,17 @@
 #
 # Never runs `playwright install`: the tests drive the system chromium through Playwright.
 # Usage: tools/ensure_chromium.sh   (then: python -m pytest -m browser tests/test_browser.py)
+# Under CI (CI=true) a chromium that cannot be had is an error, not a skip: CI must run them.
 set -u
+
+skip() {  # say why; skip the browser tests locally, fail under CI
+    echo "ensure_chromium: $1"
+    if [ "${CI:-}" = "true" ]; then
+        echo "ensure_chromium: CI=true: the browser tests must run here, failing" >&2
+        exit 1
+    fi
+    exit 0
+}
 
 CHROMIUM="${DRSL_CHROMIUM:-/usr/bin/chromium}"
 
@@ -17,8 +27,7 @@ if [ -x "$CHROMIUM" ]; then
 fi
 
 if ! command -v apt-get >/dev/null 2>&1; then
-    echo "ensure_chromium: $CHROMIUM missing and no apt-get here: browser tests will skip"
-    exit 0
+    skip "$CHROMIUM missing and no apt-get here: browser tests will skip"
 fi
 
 if [ "$(id -u)" -eq 0 ]; then
@@ -26,24 +35,21 @@ if [ "$(id -u)" -eq 0 ]; then
 elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
     SUDO="sudo -n"
 else
-    echo "ensure_chromium: $CHROMIUM missing, not root and no passwordless sudo: browser tests will skip"
-    exit 0
+    skip "$CHROMIUM missing, not root and no passwordless sudo: browser tests will skip"
 fi
 
 echo "ensure_chromium: installing Debian's chromium with apt-get"
 export DEBIAN_FRONTEND=noninteractive
 if ! $SUDO apt-get update -qq; then
-    echo "ensure_chromium: apt-get update failed: browser tests will skip"
-    exit 0
+    skip "apt-get update failed: browser tests will skip"
 fi
 if ! $SUDO apt-get install -y -qq --no-install-recommends chromium fonts-liberation >/dev/null; then
-    echo "ensure_chromium: apt-get install chromium failed: browser tests will skip"
-    exit 0
+    skip "apt-get install chromium failed: browser tests will skip"
 fi
 
 if [ -x "$CHROMIUM" ]; then
     echo "ensure_chromium: installed $CHROMIUM ($("$CHROMIUM" --version 2>/dev/null || echo 'version unknown'))"
 else
-    echo "ensure_chromium: apt-get ran but $CHROMIUM is still missing: browser tests will skip"
+    skip "apt-get ran but $CHROMIUM is still missing: browser tests will skip"
 fi
 exit 0
