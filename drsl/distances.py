@@ -236,7 +236,11 @@ def pairwise_angle(x: Tensor, y: Tensor | None = None, *, degrees: bool = True) 
 def chunked_euclidean(x: Tensor, y: Tensor, *, chunk_size: int = 1024):
     """Yield ``(start, block)`` with the Euclidean distances of ``x[start:start+c]`` to ``y``.
 
-    For evaluation over large galleries without holding an ``n x m`` matrix at once.
+    For evaluation over large galleries without holding an ``n x m`` matrix at once. The
+    gallery side (centring on the mean of ``x``, the power-of-two scale, the squared norms) is
+    prepared once for all blocks, and every block is centred and scaled the same way, so the
+    blocks stacked equal one :func:`pairwise_euclidean` up to rounding. No gradient flows
+    (evaluation); use :func:`pairwise_euclidean` to differentiate.
 
     Args:
         x (Tensor): ``n x D`` queries.
@@ -256,5 +260,16 @@ def chunked_euclidean(x: Tensor, y: Tensor, *, chunk_size: int = 1024):
     if chunk_size <= 0:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
     _check_pair(x, y)
+    with torch.no_grad():
+        centre = x.mean(dim=0, keepdim=True) if x.shape[0] > 0 else 0.0
+        yc = y - centre
+        # one exact power-of-two scale for every block (the largest entry of x or y)
+        c = torch.maximum(_pow2_scale(yc), _pow2_scale(x - centre)) if x.shape[0] else 1.0
+        ys = yc / c
+        y2t = (ys * ys).sum(dim=1).unsqueeze(0)
     for start in range(0, x.shape[0], chunk_size):
-        yield start, pairwise_euclidean(x[start : start + chunk_size], y)
+        with torch.no_grad():  # closed before the yield: the caller's grad mode is untouched
+            xs = (x[start : start + chunk_size] - centre) / c
+            d2 = torch.addmm((xs * xs).sum(dim=1, keepdim=True) + y2t, xs, ys.T, alpha=-2.0)
+            block = d2.clamp_(min=0.0).sqrt_().mul_(c)
+        yield start, block
