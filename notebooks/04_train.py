@@ -223,30 +223,32 @@ for label, path in (("current data", SWEEP_CSV), ("pilot", SWEEP_CSV.with_name("
 
 # %% [markdown]
 # ### Reading the sweep
-# What the 41 runs on the current data say (3 seeds for $16 \times 4$, $32 \times 4$ and
-# $16 \times 2$; $4 \times 4$ partly run; $16 \times 8$ not yet):
+# What the 60 runs on the current data say (3 seeds in each of the 5 cells):
 #
 # - **The budget is tiny and fixed in images**, so a cell with a small batch gets more
-#   optimiser steps: 128 steps at $32 \times 4$, 256 at $16 \times 4$, 512 at
-#   $16 \times 2$, 1024 at $4 \times 4$. mAP is 2 to 22 %, against about 45 % for the
+#   optimiser steps: 128 steps at $32 \times 4$ and $16 \times 8$, 256 at $16 \times 4$,
+#   512 at $16 \times 2$, 1024 at $4 \times 4$. mAP is 2 to 23 %, against about 45 % for the
 #   checkpoints of section 4. The sweep measures early learning, and the ratio is confounded
 #   with the number of steps.
 # - **With few steps, DRSL leads**: at $16 \times 4$ CE + DRSL 13.3 ± 3.7 % mAP (rank-only
-#   13.9 ± 3.5 %) against Smooth-AP 10.3 ± 0.5 % and triplet 6.6 ± 2.2 %; at the extreme
-#   $32 \times 4$ DRSL 8.3 ± 1.8 % (rank-only 8.4 ± 2.0 %), Smooth-AP 5.4 ± 0.8 %, triplet
-#   2.5 ± 0.4 %. Every loss drops there, triplet the most (by 62 % against 38 % for DRSL).
-# - **With more steps, triplet catches up**: at $16 \times 2$ (one positive per anchor, ratio
-#   0.033) DRSL 19.4 ± 4.9 % and triplet 18.6 ± 4.7 %, within noise; at $4 \times 4$ triplet
-#   (22.5 ± 4.3 %, 2 seeds) is level with DRSL (one seed so far). Smooth-AP stays near 10 %.
+#   13.9 ± 3.5 %) against Smooth-AP 10.3 ± 0.5 % and triplet 6.6 ± 2.1 %; at the extreme
+#   $32 \times 4$ DRSL 8.3 ± 1.8 % (rank-only 8.4 ± 1.9 %), Smooth-AP 5.4 ± 0.8 %, triplet
+#   2.5 ± 0.4 %.
+# - **But the steps, not the ratio, explain it**: $16 \times 8$ is *less* imbalanced than
+#   $16 \times 4$ (ratio 0.058 against 0.050) and has the same 128 steps as $32 \times 4$;
+#   there triplet falls lowest of all (1.7 ± 0.3 %, DRSL 8.0 ± 2.1 %). Where the runs get more
+#   steps, the gap closes whatever the ratio: at $16 \times 2$ (ratio 0.033, 512 steps) DRSL
+#   19.4 ± 4.9 % and triplet 18.6 ± 4.7 %; at $4 \times 4$ (ratio 0.25, 1024 steps) DRSL
+#   22.8 ± 3.8 %, rank-only 22.5 ± 2.4 %, triplet 22.1 ± 3.1 %, all within noise. Smooth-AP
+#   stays near 10 % throughout.
 # - **The sorting term** ($\lambda = 1$ against $\lambda = 0$) changes nothing measurable;
 #   with $K = 2$ the two give identical runs, as they must (one positive: nothing to sort).
-# - **So, honestly**: on our data DRSL's ranking term learns fastest when the batch is most
-#   imbalanced *and* training is short, which fits the paper's claim; but the $16 \times 2$
-#   cell, just as imbalanced yet trained twice as long, shows no advantage over triplet. The
-#   claim is not established here. Still to run: $16 \times 8$, the rest of $4 \times 4$, a
-#   fixed-steps version of the sweep (to separate ratio from steps), longer budgets, and the
-#   dependence on `delta` and the learning rate. The pilot on the earlier data agrees on the
-#   two cells it has.
+# - **So, honestly**: on our data CE + DRSL learns fastest in the first hundred steps, and
+#   batch-hard triplet is the slowest starter; given a few hundred steps more, they end level.
+#   Nothing here shows DRSL resisting *imbalance* as such: the paper's claim is not
+#   established by this sweep. What would test it: a fixed-steps version of the sweep (so the
+#   ratio moves alone), longer budgets, and the dependence on `delta` and the learning rate.
+#   The pilot on the earlier data agrees on the two cells it has.
 
 # %% [markdown]
 # ## Summary
@@ -255,9 +257,9 @@ for label, path in (("current data", SWEEP_CSV), ("pilot", SWEEP_CSV.with_name("
 #   batch-normalised ones.
 # - `drsl.train` trains it with PK batches, logs, evaluates and resumes exactly; the shipped
 #   checkpoints hold the full runs and their curves.
-# - The sweep, so far and at a small budget: CE + DRSL learns fastest with few steps at the
-#   most imbalanced batches, while CE + triplet catches up once it gets more steps; the ratio
-#   and the number of steps are confounded, and the claim is not established on our data.
+# - The sweep (60 runs, small budget): CE + DRSL learns fastest when runs get few steps, and
+#   CE + triplet catches up once it gets more, at any ratio; the ratio and the number of
+#   steps are confounded, and the imbalance claim is not established on our data.
 #
 # ## Exercises
 # 1. Train the short run of section 3 with `loss="ce+triplet"`, then with `loss="drsl"` (no
