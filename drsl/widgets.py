@@ -88,6 +88,30 @@ def _slider(cls, description: str, value, **kw):
     )
 
 
+def _batch_controls(K, delta, sort_weight, separation, noise) -> dict:
+    """Sliders both explorers share (K, delta, sort_weight, separation, noise): one range each."""
+    return {
+        "K": _slider(widgets.IntSlider, "K (instances)", K, min=2, max=8),
+        "delta": _slider(
+            widgets.FloatLogSlider,
+            "delta",
+            delta,
+            base=10,
+            min=-3,
+            max=0,
+            step=0.05,
+            readout_format=".3g",
+        ),
+        "sort_weight": _slider(
+            widgets.FloatSlider, "sort_weight", sort_weight, min=0.0, max=2.0, step=0.1
+        ),
+        "separation": _slider(
+            widgets.FloatSlider, "separation", separation, min=0.0, max=4.0, step=0.1
+        ),
+        "noise": _slider(widgets.FloatSlider, "noise", noise, min=0.05, max=3.0, step=0.05),
+    }
+
+
 class _Base:
     """Shared plumbing: observers on every control, a hold switch, an error line."""
 
@@ -234,24 +258,7 @@ class BatchExplorer(_Base):
         delta = ex.default_delta() if delta is None else float(delta)
         self.controls = {
             "P": _slider(widgets.IntSlider, "P (identities)", P, min=2, max=16),
-            "K": _slider(widgets.IntSlider, "K (instances)", K, min=2, max=8),
-            "delta": _slider(
-                widgets.FloatLogSlider,
-                "delta",
-                delta,
-                base=10,
-                min=-3,
-                max=0,
-                step=0.05,
-                readout_format=".3g",
-            ),
-            "sort_weight": _slider(
-                widgets.FloatSlider, "sort_weight", sort_weight, min=0.0, max=2.0, step=0.1
-            ),
-            "separation": _slider(
-                widgets.FloatSlider, "separation", separation, min=0.0, max=4.0, step=0.1
-            ),
-            "noise": _slider(widgets.FloatSlider, "noise", noise, min=0.05, max=3.0, step=0.05),
+            **_batch_controls(K, delta, sort_weight, separation, noise),
             "loss": widgets.Dropdown(
                 options=_loss_options(self.losses),
                 value=loss,
@@ -451,24 +458,7 @@ class ToyExplorer(_Base):
                 layout=_LAYOUT,
             ),
             "P": _slider(widgets.IntSlider, "P (identities)", P, min=2, max=8),
-            "K": _slider(widgets.IntSlider, "K (instances)", K, min=2, max=8),
-            "separation": _slider(
-                widgets.FloatSlider, "separation", separation, min=0.0, max=4.0, step=0.1
-            ),
-            "noise": _slider(widgets.FloatSlider, "noise", noise, min=0.05, max=3.0, step=0.05),
-            "delta": _slider(
-                widgets.FloatLogSlider,
-                "delta",
-                delta,
-                base=10,
-                min=-3,
-                max=0,
-                step=0.05,
-                readout_format=".3g",
-            ),
-            "sort_weight": _slider(
-                widgets.FloatSlider, "sort_weight", sort_weight, min=0.0, max=2.0, step=0.1
-            ),
+            **_batch_controls(K, delta, sort_weight, separation, noise),
             "steps": _slider(widgets.IntSlider, "steps N", steps, min=10, max=200, step=10),
             "lr": _slider(
                 widgets.FloatLogSlider,
