@@ -61,6 +61,73 @@ def ratio(P: int, K: int) -> float:
     return (K - 1) / ((P - 1) * K)
 
 
+def train_row(
+    base, data, *, P: int, K: int, loss: str, seed: int, steps: int, loss_kwargs=None
+) -> dict:
+    """Train one run of ``steps`` P x K batches and return its results row (strings).
+
+    Args:
+        base (drsl.train.TrainConfig): shared settings (width, lr, ...); the run overrides
+            ``loss``, ``P``, ``K``, ``seed``, ``max_steps``, ``warmup_steps`` (a tenth of the
+            steps, at most 50) and, when given, ``loss_kwargs``.
+        data (drsl.train.ReIDData): the dataset. P, K, seed, steps (int): the run.
+        loss (str): a ``drsl.train`` loss name. loss_kwargs (dict, optional): its keywords.
+
+    Returns:
+        dict: ``P, K, ratio, loss, seed, steps, images, base_width, lr, mAP, R1, mINP,
+        seconds, data``.
+    """
+    from drsl.train import TrainConfig, train
+
+    cfg = TrainConfig(
+        **{
+            **base.to_dict(),
+            "loss": loss,
+            "P": P,
+            "K": K,
+            "seed": seed,
+            "num_epochs": 10_000,
+            "max_steps": steps,
+            "warmup_steps": min(50, steps // 10),
+            **({"loss_kwargs": dict(loss_kwargs)} if loss_kwargs else {}),
+        }
+    )
+    t0 = time.perf_counter()
+    res = train(cfg, data, progress=False)
+    return {
+        "P": P,
+        "K": K,
+        "ratio": f"{ratio(P, K):.6f}",
+        "loss": loss,
+        "seed": seed,
+        "steps": steps,
+        "images": steps * P * K,
+        "data": data.fingerprint,
+        "base_width": base.base_width,
+        "lr": base.lr,
+        **{m: f"{res.metrics[m]:.6f}" for m in ("mAP", "R1", "mINP")},
+        "seconds": f"{time.perf_counter() - t0:.1f}",
+    }
+
+
+def append_row(path: Path, row: dict, fields: list[str]) -> None:
+    """Append ``row`` to the CSV ``path`` (header first if new), under an exclusive lock so
+    that several processes can share one results file."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", newline="") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            w = csv.DictWriter(fh, fieldnames=fields)
+            if fh.tell() == 0:
+                w.writeheader()
+            w.writerow(row)
+            fh.flush()
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def done_keys(path: Path, budget: int, base_width: int, lr: float, data: str) -> set[tuple]:
     """(P, K, loss, seed) of the runs in ``path`` with the same budget, width, lr and data."""
     if not path.exists():
@@ -90,7 +157,7 @@ def plot(csv_path: Path) -> None:
     fig = plot_sweep(df, metric="mINP", losses=LOSSES)
     fig.savefig(csv_path.with_name(f"{csv_path.stem}_mINP.png"), dpi=120)
     t = sweep_table(df)
-    t.to_csv(csv_path.with_name(f"{csv_path.stem}_summary.csv"), index=False, float_format="%.4f")
+    t.to_csv(csv_path.with_name(f"{csv_path.stem}_summary.csv"), index=False, float_format="%.6f")
     print(f"{len(df)} runs in {csv_path}")
 
 
@@ -113,7 +180,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from drsl.train import TrainConfig, load_data, train
+    from drsl.train import TrainConfig, load_data
 
     torch.set_num_threads(args.threads)
     base = TrainConfig(base_width=args.base_width, lr=args.lr, eval_every=0)
@@ -132,41 +199,9 @@ def main(argv=None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for i, (P, K, loss, seed) in enumerate(todo):
         steps = max(1, round(args.budget / (P * K)))
-        cfg = TrainConfig(
-            **{
-                **base.to_dict(),
-                "loss": loss,
-                "P": P,
-                "K": K,
-                "seed": seed,
-                "num_epochs": 10_000,
-                "max_steps": steps,
-                "warmup_steps": min(50, steps // 10),
-            }
-        )
-        t0 = time.perf_counter()
-        res = train(cfg, data, progress=False)
-        row = {
-            "P": P,
-            "K": K,
-            "ratio": f"{ratio(P, K):.6f}",
-            "loss": loss,
-            "seed": seed,
-            "steps": steps,
-            "images": steps * P * K,
-            "budget": args.budget,
-            "data": data.fingerprint,
-            "base_width": args.base_width,
-            "lr": args.lr,
-            **{m: f"{res.metrics[m]:.6f}" for m in ("mAP", "R1", "mINP")},
-            "seconds": f"{time.perf_counter() - t0:.1f}",
-        }
-        new = not args.out.exists()
-        with open(args.out, "a", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=FIELDS)
-            if new:
-                w.writeheader()
-            w.writerow(row)
+        row = train_row(base, data, P=P, K=K, loss=loss, seed=seed, steps=steps)
+        row["budget"] = args.budget
+        append_row(args.out, row, FIELDS)
         print(
             f"[{i + 1}/{len(todo)}] {P}x{K} {loss} seed {seed}: mAP {row['mAP']} "
             f"R1 {row['R1']} mINP {row['mINP']} ({row['seconds']} s)",

@@ -232,3 +232,104 @@ def test_sweep_script_is_resumable(tmp_path):
     assert sweep.done_keys(out, 128, 8, 2e-3, fp) == set()  # another budget: nothing done
     assert sweep.done_keys(out, 64, 8, 2e-3, "other-data") == set()
     assert (tmp_path / "sweep_mAP.png").is_file() and (tmp_path / "sweep_summary.csv").is_file()
+
+
+def _load_experiment(name: str):
+    import importlib.util
+
+    from drsl.config import repo_root
+
+    path = repo_root() / "experiments" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_sensitivity_plans_and_reuses_sweep_runs(tmp_path):
+    """The studies' runs: margins become the right keyword, a sweep run counts for every
+    study it belongs to, and no run is planned twice within a study."""
+    import pandas as pd
+
+    sens = _load_experiment("sensitivity")
+    assert sens.kwargs_str("ce+drsl", 0.1) == "delta=0.1"
+    assert sens.kwargs_str("ce+triplet", 1.0) == "margin=1"
+    assert sens.kwargs_str("ce+drsl", 0.3) == ""  # the default is written as no keyword
+    with pytest.raises(ValueError, match="no margin"):
+        sens.kwargs_str("ce+smooth_ap", 0.1)
+    for study in sens.STUDIES:
+        plans = sens.planned(study, budget=1024, lr=2e-3, seeds=[0, 1])
+        keys = [sens.key(p) for p in plans]
+        assert len(set(keys)) == len(plans)
+        shards = [sens.shard_of(k, 3) for k in keys]  # stable, and every run in one shard
+        assert set(shards) == {0, 1, 2} and shards == [sens.shard_of(k, 3) for k in keys]
+    margin = sens.planned("margin", budget=1024, lr=2e-3, seeds=[0])
+    assert {(p["loss"], p["loss_kwargs"]) for p in margin if p["P"] == 4} == {
+        ("ce+drsl", "delta=0.1"),
+        ("ce+drsl", ""),
+        ("ce+drsl", "delta=1"),
+        ("ce+triplet", "margin=0.1"),
+        ("ce+triplet", ""),
+        ("ce+triplet", "margin=1"),
+    }
+    # a sweep row (no loss_kwargs column): 4 x 4, 1024 / 16 = 64 steps, lr 2e-3, default margin
+    row = dict(P=4, K=4, ratio=0.25, loss="ce+drsl", seed=0, steps=64, images=1024,
+               budget=1024, base_width=8, lr=0.002, mAP=0.5, R1=0.6, mINP=0.2, seconds=1.0,
+               data="d1")  # fmt: skip
+    sweep_csv = tmp_path / "sweep.csv"
+    pd.DataFrame([row, {**row, "data": "d2"}, {**row, "base_width": 16}]).to_csv(sweep_csv)
+    other = tmp_path / "sens.csv"
+    pd.DataFrame([{**row, "loss_kwargs": "delta=0.1", "mAP": 0.4}]).to_csv(other, index=False)
+    runs = sens.load_runs([sweep_csv, other], data="d1", base_width=8)
+    assert len(runs) == 2  # other data and other width dropped
+    studies = sens.study_rows(runs, budget=1024, lr=2e-3, seeds=[0])
+    got = sorted(zip(studies["study"], studies["value"], studies["mAP"], strict=True))
+    assert got == [("lr", 2e-3, 0.5), ("margin", 0.1, 0.4), ("margin", 0.3, 0.5)]
+
+
+@pytest.mark.slow
+def test_sensitivity_script_runs_and_resumes(tmp_path):
+    """experiments/sensitivity.py trains the missing runs with their keywords, appends them,
+    skips them next time, and writes the study table, the summary and the figures."""
+    import pandas as pd
+
+    sens = _load_experiment("sensitivity")
+    out = tmp_path / "sens.csv"
+    argv = ["--fast", "--out", str(out), "--sweep-csv", str(tmp_path / "none.csv"),
+            "--budget", "32", "--study", "margin", "--seeds", "0", "--max-runs", "2"]  # fmt: skip
+    assert sens.main(argv) == 0
+    assert sens.main(argv) == 0  # the next two missing runs
+    runs = pd.read_csv(out, keep_default_na=False)
+    assert list(runs["loss_kwargs"]) == ["margin=0.1", "", "margin=1", "delta=0.1"]
+    assert set(runs["steps"]) == {2}  # 32 images in 4 x 4 batches
+    studies = pd.read_csv(tmp_path / "sens_studies.csv")
+    margin = studies[studies["study"] == "margin"]
+    assert sorted(margin["value"]) == [0.1, 0.1, 0.3, 1.0]
+    # the default-margin triplet run is also the lr study's 2e-3 point: shared, not rerun
+    lr = studies[studies["study"] == "lr"]
+    assert len(lr) == 1 and lr["value"].iloc[0] == 2e-3 and lr["loss"].iloc[0] == "ce+triplet"
+    summary = pd.read_csv(tmp_path / "sens_summary.csv")
+    assert set(summary["n"]) == {1}
+    assert (tmp_path / "sens_mAP.png").is_file()
+    with pytest.raises(SystemExit):
+        sens.main(["--shard", "2/2"])
+
+
+def test_plot_sensitivity_and_grouped_table():
+    import pandas as pd
+
+    from drsl.plotting import plot_sensitivity, sweep_table
+
+    df = pd.DataFrame({"value": [1e-3, 1e-3, 1e-2, 1e-3, 1e-2], "P": [4, 4, 4, 32, 32],
+                       "K": 4, "ratio": [0.25, 0.25, 0.25, 0.024, 0.024], "loss": "a",
+                       "seed": [0, 1, 0, 0, 0], "mAP": [0.1, 0.3, 0.5, 0.2, 0.4]})  # fmt: skip
+    t = sweep_table(df, metrics=("mAP",), by=("value", "P", "K", "ratio", "loss"))
+    assert len(t) == 4 and t["n"].tolist() == [2, 1, 1, 1]
+    fig = plot_sensitivity(df, param="lr")
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and ax.get_xlabel() == "lr"
+    assert len(ax.get_legend().get_texts()) == 2  # one line per (loss, cell)
+    ys = sorted(tuple(round(float(y), 6) for y in c.lines[0].get_ydata()) for c in ax.containers)
+    assert ys == [(20.0, 40.0), (20.0, 50.0)]
+    with pytest.raises(ValueError, match="no runs"):
+        plot_sensitivity(df.iloc[:0])

@@ -32,7 +32,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "plot_ratio_curves", "plot_toy_embedding", "plot_toy_loss", "plot_explorer_grid",
         "plot_toy_grid",
     ),
-    "train": ("plot_learning_curves", "plot_sweep", "sweep_table"),
+    "train": ("plot_learning_curves", "plot_sensitivity", "plot_sweep", "sweep_table"),
 }  # fmt: skip
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 

@@ -15,7 +15,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
-__all__ = ["plot_learning_curves", "plot_sweep", "sweep_table"]
+__all__ = ["plot_learning_curves", "plot_sensitivity", "plot_sweep", "sweep_table"]
 
 _METRIC_LABELS = {"mAP": "mAP", "R1": "rank-1", "mINP": "mINP"}
 
@@ -94,16 +94,23 @@ def plot_learning_curves(
     return fig
 
 
-def sweep_table(df, *, metrics: Sequence[str] = ("mAP", "R1", "mINP")):
+def sweep_table(
+    df,
+    *,
+    metrics: Sequence[str] = ("mAP", "R1", "mINP"),
+    by: Sequence[str] = ("P", "K", "ratio", "loss"),
+):
     """Mean and standard deviation over seeds of every (P, K, loss) cell of a sweep.
 
     Args:
         df (pandas.DataFrame): one row per run with columns ``P``, ``K``, ``ratio``, ``loss``,
-            ``seed`` and the metrics.
+            ``seed`` and the metrics (and any other column named in ``by``).
         metrics (Sequence[str]): metric columns to summarise.
+        by (Sequence[str]): the columns that make a cell; the runs in a cell differ by seed
+            (e.g. add ``"value"`` for a sensitivity study).
 
     Returns:
-        pandas.DataFrame: columns ``P, K, ratio, loss, n`` and ``<m>_mean``, ``<m>_std``
+        pandas.DataFrame: the ``by`` columns, ``n`` and ``<m>_mean``, ``<m>_std``
         (sample standard deviation; NaN where a cell has a single run).
 
     Example:
@@ -114,8 +121,7 @@ def sweep_table(df, *, metrics: Sequence[str] = ("mAP", "R1", "mINP")):
         >>> float(t["mAP_mean"].iloc[0]), int(t["n"].iloc[0])
         (0.6, 2)
     """
-    keys = ["P", "K", "ratio", "loss"]
-    g = df.groupby(keys, sort=True)
+    g = df.groupby(list(by), sort=True)
     out = g.size().rename("n").to_frame()
     for m in metrics:
         out[f"{m}_mean"] = g[m].mean()
@@ -202,4 +208,88 @@ def plot_sweep(
         ax.grid(alpha=0.3, which="both")
     axes[0].set_ylabel(f"{_METRIC_LABELS.get(metric, metric)} (%), mean ± std over seeds")
     axes[0].legend(fontsize=8)
+    return fig
+
+
+def plot_sensitivity(
+    df,
+    *,
+    param: str = "value",
+    metric: str = "mAP",
+    losses: Sequence[str] | None = None,
+    log: bool = True,
+    ax: Any | None = None,
+):
+    """A metric (mean +- std over seeds) against one setting, per loss and P x K cell.
+
+    One colour per loss, one line style per cell (solid for the first in the order of ratio,
+    dashed for the next, ...); the x axis is the setting (``value`` column), logarithmic by
+    default, with a tick at every value run.
+
+    Args:
+        df (pandas.DataFrame): one row per run with columns ``value``, ``P``, ``K``, ``ratio``,
+            ``loss``, ``seed`` and ``metric``.
+        param (str): the x-axis label (what ``value`` is).
+        metric (str): ``"mAP"``, ``"R1"`` or ``"mINP"``.
+        losses (Sequence[str], optional): losses in colour order (default: all, sorted); a
+            loss without runs keeps its colour, so panels given the same list agree.
+        log (bool): logarithmic x axis.
+        ax (Axes, optional): where to draw; new figure if None.
+
+    Returns:
+        matplotlib.figure.Figure: the figure.
+
+    Reference: the sensitivity studies of ``experiments/sensitivity.py`` (spec
+    ``drsl-loss.md``, "Step function" for ``delta``).
+
+    Example:
+        >>> import pandas as pd
+        >>> df = pd.DataFrame({"value": [0.1, 0.1, 1.0, 1.0], "P": 4, "K": 4, "ratio": 0.25,
+        ...                    "loss": "ce+drsl", "seed": [0, 1, 0, 1],
+        ...                    "mAP": [0.2, 0.3, 0.1, 0.1]})
+        >>> fig = plot_sensitivity(df, param="delta")
+        >>> [round(y, 2) for y in fig.axes[0].lines[0].get_ydata()]
+        [25.0, 10.0]
+    """
+    table = sweep_table(df, metrics=(metric,), by=("value", "P", "K", "ratio", "loss"))
+    if table.empty:
+        raise ValueError("no runs to plot")
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5.5, 4), constrained_layout=True)
+    else:
+        fig = ax.figure
+    names = list(losses) if losses is not None else sorted(set(table["loss"]))
+    cells = table.drop_duplicates(["P", "K"]).sort_values("ratio", ascending=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    styles = ["-", "--", ":", "-."]
+    values = np.sort(table["value"].unique())
+    # a small multiplicative offset per line keeps the error bars apart on the log axis
+    n_lines = len(names) * len(cells)
+    for i, name in enumerate(names):
+        for j, cell in enumerate(cells.itertuples()):
+            rows = table[(table["loss"] == name) & (table["P"] == cell.P) & (table["K"] == cell.K)]
+            if rows.empty:
+                continue
+            rows = rows.sort_values("value")
+            k = i * len(cells) + j - (n_lines - 1) / 2
+            x = rows["value"].to_numpy(float) * (1.03**k if log else 1.0)
+            ax.errorbar(
+                x,
+                100 * rows[f"{metric}_mean"],
+                yerr=100 * rows[f"{metric}_std"].fillna(0.0),
+                color=colors[i % len(colors)],
+                ls=styles[j % len(styles)],
+                marker="o",
+                ms=4,
+                capsize=3,
+                lw=1.5,
+                label=f"{name}, {int(cell.P)}x{int(cell.K)}",
+            )
+    if log:
+        ax.set_xscale("log")
+    ax.set_xticks(values, [f"{v:g}" for v in values])
+    ax.minorticks_off()
+    ax.set(xlabel=param, ylabel=f"{_METRIC_LABELS.get(metric, metric)} (%), mean ± std over seeds")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     return fig
