@@ -10,14 +10,8 @@ from hypothesis import strategies as st
 from drsl.data.transforms import build_transforms
 from drsl.models import ReIDNet, ReIDOutput, build_backbone, count_parameters
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run much faster on one thread (no OpenMP contention on a shared CPU)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# tiny models: one torch thread for the whole module (the fixture is in conftest.py)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("backbone", ["resnet_narrow", "mobilenet_v3_small"])

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
 from ._style import NEG_COLOR, POS_COLOR
+from ._util import new_axes
 
 __all__ = [
     "plot_identities_across_cameras",
@@ -40,13 +41,6 @@ ROLE_LABELS = {
     "same_camera": "same id, same camera: dropped",
     "junk": "junk (pid -1): dropped",
 }
-
-
-def _new_axes(ax, figsize):
-    if ax is None:
-        fig, ax = plt.subplots(figsize=figsize, layout="constrained")
-        return fig, ax
-    return ax.figure, ax
 
 
 def plot_identities_across_cameras(
@@ -186,7 +180,7 @@ def plot_pk_ratio(
     """
     from drsl.data.sampler import pk_pos_neg_ratio
 
-    fig, ax = _new_axes(ax, (5.5, 3.4))
+    fig, ax = new_axes(ax, (5.5, 3.4))
     P = np.asarray(list(P_values))
     for K in K_values:
         if K < 2:
@@ -246,7 +240,7 @@ def plot_protocol_example(
     if len(roles) != len(d):
         raise ValueError(f"distances has {len(d)} entries, g_pids {len(roles)}")
     order = np.argsort(d, kind="stable")
-    fig, ax = _new_axes(ax, (max(5.0, 0.62 * len(d) + 1), 2.3))
+    fig, ax = new_axes(ax, (max(5.0, 0.62 * len(d) + 1), 2.3))
     rank = 0
     for x, j in enumerate(order):
         role = roles[j]

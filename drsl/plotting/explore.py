@@ -40,6 +40,7 @@ __all__ = [
 
 #: Colours of positives (same identity as the anchor) and negatives: one style for the course
 from ._style import NEG_COLOR, POS_COLOR  # noqa: E402
+from ._util import new_axes, to_numpy  # noqa: E402
 
 
 def _label(name: str) -> str:
@@ -54,19 +55,6 @@ def _loss_colors(names: Sequence[str]) -> dict[str, Any]:
     cmap = plt.get_cmap("tab10")
     order = ["drsl", "drsl_smooth", "triplet", "contrastive", "smooth_ap", "drsl_rank"]
     return {n: cmap(order.index(n) if n in order else 6 + i % 4) for i, n in enumerate(names)}
-
-
-def _ax(ax, **subplot_kw):
-    if ax is None:
-        fig, ax = plt.subplots(subplot_kw=subplot_kw or None)
-        return fig, ax
-    return ax.figure, ax
-
-
-def _as_numpy(x) -> np.ndarray:
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
-    return np.asarray(x)
 
 
 def plot_ranked_list(distances, is_positive, *, ax=None, title: str | None = None) -> Figure:
@@ -91,13 +79,13 @@ def plot_ranked_list(distances, is_positive, *, ax=None, title: str | None = Non
         >>> [round(float(p.get_height()), 1) for p in fig.axes[0].patches]
         [0.5, 1.0, 2.0]
     """
-    d = _as_numpy(distances).astype(float)
-    pos = _as_numpy(is_positive).astype(bool)
+    d = to_numpy(distances).astype(float)
+    pos = to_numpy(is_positive).astype(bool)
     if d.shape != pos.shape or d.ndim != 1:
         raise ValueError(
             f"distances and is_positive must be 1-D of one length, got {d.shape} and {pos.shape}"
         )
-    fig, ax = _ax(ax)
+    fig, ax = new_axes(ax, layout=None)
     ranks = np.arange(1, len(d) + 1)
     colors = np.where(pos, POS_COLOR, NEG_COLOR)
     ax.bar(ranks, d, width=0.85 if len(d) < 60 else 1.0, color=colors, linewidth=0)
@@ -141,7 +129,7 @@ def plot_loss_values(
         >>> [float(p.get_width()) for p in fig.axes[0].patches]
         [0.2, 0.5]
     """
-    fig, ax = _ax(ax)
+    fig, ax = new_axes(ax, layout=None)
     names = list(values)
     colors = _loss_colors(names)
     y = np.arange(len(names))
@@ -189,7 +177,7 @@ def plot_gradient_share(
         >>> [float(p.get_width()) for p in fig.axes[0].patches]
         [0.5, 0.5]
     """
-    fig, ax = _ax(ax)
+    fig, ax = new_axes(ax, layout=None)
     names = list(mass)
     y = np.arange(len(names))
     pos = np.array([float(mass[n]["pos"]) for n in names])
@@ -366,11 +354,11 @@ def plot_toy_embedding(
     step = T if step is None else int(step)
     if not 0 <= step <= T:
         raise ValueError(f"step must be in 0..{T}, got {step}")
-    pos = _as_numpy(run.positions).astype(float)
-    labels = _as_numpy(run.labels).astype(int)
+    pos = to_numpy(run.positions).astype(float)
+    labels = to_numpy(run.labels).astype(int)
     colors = _identity_colors(labels)
     if run.sphere:
-        fig, ax = _ax(ax, projection="3d")
+        fig, ax = new_axes(ax, layout=None, projection="3d")
         if ax.name != "3d":
             raise ValueError("a sphere run needs a 3-D axes (projection='3d')")
         u, v = np.mgrid[0 : 2 * np.pi : 24j, 0 : np.pi : 12j]
@@ -391,7 +379,7 @@ def plot_toy_embedding(
         ax.set_yticks([])
         ax.set_zticks([])
     else:
-        fig, ax = _ax(ax)
+        fig, ax = new_axes(ax, layout=None)
         if trail and step > 0:
             segs = np.swapaxes(pos[: step + 1], 0, 1)  # B x (step+1) x 2
             ax.add_collection(LineCollection(list(segs), colors=colors, alpha=0.35, lw=1))
@@ -432,8 +420,8 @@ def plot_toy_loss(run: ToyRun, step: int | None = None, *, ax=None) -> Figure:
     """
     T = run.steps
     step = T if step is None else int(step)
-    fig, ax = _ax(ax)
-    losses = _as_numpy(run.losses).astype(float)
+    fig, ax = new_axes(ax, layout=None)
+    losses = to_numpy(run.losses).astype(float)
     ax.plot(np.arange(T + 1), losses, color="0.3", lw=1.5)
     ax.plot([step], [losses[step]], "o", color="C3", ms=7)
     ax.set_xlabel("step")

@@ -44,22 +44,23 @@ __all__ = [
 
 #: Colour of positive pairs / true matches (green), and of negatives / false matches (red).
 from ._style import NEG_COLOR, POS_COLOR
+from ._util import new_axes, to_numpy
 
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
 _KIND_LABEL = {"distance": "Euclidean distance", "angle": "angle (degrees)"}
 
 
-def _new_axes(ax, figsize):
-    if ax is None:
-        fig, ax = plt.subplots(figsize=figsize, layout="constrained")
-        return fig, ax
-    return ax.figure, ax
-
-
-def _numpy(x) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
-    return np.asarray(x)
+def _filled_stairs(ax, counts, edges, colour, label: str) -> None:
+    """A histogram as a filled outline: translucent face, solid edge (one style throughout)."""
+    ax.stairs(
+        counts,
+        edges,
+        fill=True,
+        facecolor=to_rgba(colour, 0.3),
+        edgecolor=colour,
+        linewidth=1.6,
+        label=label,
+    )
 
 
 def _id_colours(ids: np.ndarray) -> dict:
@@ -119,13 +120,13 @@ def plot_tsne(
 
     Reference: van der Maaten & Hinton, JMLR 2008.
     """
-    x = _numpy(features)
-    p = _numpy(pids).astype(np.int64)
+    x = to_numpy(features)
+    p = to_numpy(pids).astype(np.int64)
     n = x.shape[0]
     if p.shape != (n,):
         raise ValueError(f"pids must have length {n}, got shape {p.shape}")
-    c = np.zeros(n, dtype=np.int64) if camids is None else _numpy(camids).astype(np.int64)
-    q = np.zeros(n, dtype=bool) if is_query is None else _numpy(is_query).astype(bool)
+    c = np.zeros(n, dtype=np.int64) if camids is None else to_numpy(camids).astype(np.int64)
+    q = np.zeros(n, dtype=bool) if is_query is None else to_numpy(is_query).astype(bool)
     if c.shape != (n,) or q.shape != (n,):
         raise ValueError(f"camids and is_query must have length {n}, got {c.shape}, {q.shape}")
     chosen = select_identities(p, num_ids=num_ids, ids=ids, seed=seed)
@@ -140,7 +141,7 @@ def plot_tsne(
     )
     p, c, q = p[mask], c[mask], q[mask]
     colours = _id_colours(chosen)
-    fig, ax = _new_axes(ax, (7.5, 5.5))
+    fig, ax = new_axes(ax, (7.5, 5.5))
     cams = np.unique(c)
     for ci, cam in enumerate(cams):
         marker = _MARKERS[ci % len(_MARKERS)]
@@ -245,20 +246,12 @@ def plot_pair_histograms(
     edges = np.histogram_bin_edges(both, bins=bins)
     s = overlap_stats(geom) if pos.size and neg.size else {}
     key = "distance" if kind == "distance" else "angle"
-    fig, ax = _new_axes(ax, (6.5, 4.2))
+    fig, ax = new_axes(ax, (6.5, 4.2))
     for vals, colour, name in ((pos, POS_COLOR, "positives"), (neg, NEG_COLOR, "negatives")):
         counts = np.histogram(vals, bins=edges)[0].astype(np.float64)
         if normalize and vals.size:
             counts /= vals.size
-        ax.stairs(
-            counts,
-            edges,
-            fill=True,
-            facecolor=to_rgba(colour, 0.3),
-            edgecolor=colour,
-            linewidth=1.6,
-            label=f"{name} (n={vals.size:,})",
-        )
+        _filled_stairs(ax, counts, edges, colour, f"{name} (n={vals.size:,})")
     legend_title = None
     if s:
         legend_title = (
@@ -328,15 +321,7 @@ def plot_rank_in_rank(
     rho, _ = spearman_per_query(geom.dist, geom.angle, geom.pos_mask, min_positives=min_positives)
     edges = np.linspace(-1.0, 1.0, 21)
     counts = np.histogram(rho, bins=edges)[0]
-    ax_rho.stairs(
-        counts,
-        edges,
-        fill=True,
-        facecolor=to_rgba(POS_COLOR, 0.3),
-        edgecolor=POS_COLOR,
-        linewidth=1.6,
-        label=f"queries (n={rho.size:,})",
-    )
+    _filled_stairs(ax_rho, counts, edges, POS_COLOR, f"queries (n={rho.size:,})")
     if rho.size:
         med = float(np.median(rho))
         ax_rho.axvline(med, color="black", ls="--", lw=1.2, label=f"median rho = {med:.2f}")
@@ -463,7 +448,7 @@ def plot_ranking(
     """
     if topk < 1:
         raise ValueError(f"topk must be >= 1, got {topk}")
-    dm = _numpy(distmat)
+    dm = to_numpy(distmat)
     nq, ng = dm.shape
     if len(q_images) != nq or len(g_images) != ng:
         raise ValueError(
@@ -483,8 +468,8 @@ def plot_ranking(
         ap_mode=ap_mode,
     )
     rankings = rank_queries(dm, q_pids, g_pids, q_camids, g_camids, sel.indices, ap_mode=ap_mode)
-    qp, gp = _numpy(q_pids).astype(np.int64), _numpy(g_pids).astype(np.int64)
-    qc, gc = _numpy(q_camids).astype(np.int64), _numpy(g_camids).astype(np.int64)
+    qp, gp = to_numpy(q_pids).astype(np.int64), to_numpy(g_pids).astype(np.int64)
+    qc, gc = to_numpy(q_camids).astype(np.int64), to_numpy(g_camids).astype(np.int64)
     rows = len(rankings)
     if ax is None:
         fig = plt.figure(figsize=(1.05 * (topk + 1.5), 2.75 * rows + 0.6))

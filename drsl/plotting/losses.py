@@ -20,6 +20,8 @@ from matplotlib import colormaps
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
+from ._util import new_axes, to_numpy
+
 __all__ = [
     "plot_anchor_list",
     "plot_loss_terms",
@@ -34,19 +36,6 @@ __all__ = [
 POS_COLOR = "#1a9850"
 NEG_COLOR = "#d73027"
 _TARGET_CMAP = "viridis"
-
-
-def _numpy(x) -> np.ndarray:
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
-    return np.asarray(x)
-
-
-def _new_axes(ax, figsize):
-    if ax is None:
-        fig, ax = plt.subplots(figsize=figsize, layout="constrained")
-        return fig, ax
-    return ax.figure, ax
 
 
 def plot_anchor_list(
@@ -85,8 +74,8 @@ def plot_anchor_list(
         >>> [t.get_text() for t in fig.axes[0].texts if t.get_text().startswith("#")]
         ['#1', '#2', '#3']
     """
-    d = _numpy(distances).astype(float)
-    pos = _numpy(is_positive).astype(bool)
+    d = to_numpy(distances).astype(float)
+    pos = to_numpy(is_positive).astype(bool)
     if d.ndim != 1 or d.shape != pos.shape:
         raise ValueError(
             f"distances and is_positive must be 1-D of one length: {d.shape}, {pos.shape}"
@@ -104,9 +93,9 @@ def plot_anchor_list(
                 names[j] = f"n{kn}"
     elif len(names) != len(d):
         raise ValueError(f"names must have {len(d)} entries, got {len(names)}")
-    fig, ax = _new_axes(ax, (9, 2.8))
+    fig, ax = new_axes(ax, (9, 2.8))
     cmap, norm = colormaps[_TARGET_CMAP], Normalize(0.0, 1.0)
-    t = None if targets is None else _numpy(targets).astype(float)
+    t = None if targets is None else to_numpy(targets).astype(float)
     ax.axhline(0.0, color="0.3", lw=1, zorder=1)
     ax.plot([0.0], [0.0], marker="*", ms=16, color="black", zorder=3)
     ax.annotate("anchor", (0.0, 0.0), xytext=(0, -18), textcoords="offset points", ha="center")
@@ -199,11 +188,11 @@ def plot_loss_terms(
         >>> len(fig.axes[0].patches)
         8
     """
-    lr, ls, lst = (_numpy(v).astype(float) for v in (l_rank, l_sort, l_sort_target))
+    lr, ls, lst = (to_numpy(v).astype(float) for v in (l_rank, l_sort, l_sort_target))
     if not (lr.shape == ls.shape == lst.shape) or lr.ndim != 1:
         raise ValueError("l_rank, l_sort and l_sort_target must be 1-D of one length")
     names = list(names) if names is not None else [f"p{k + 1}" for k in range(len(lr))]
-    fig, ax = _new_axes(ax, (6.5, 3.2))
+    fig, ax = new_axes(ax, (6.5, 3.2))
     x = np.arange(len(lr))
     w = 0.2
     total = lr + sort_weight * (ls - lst)
@@ -249,12 +238,12 @@ def plot_step_functions(
         >>> fig.axes[0].get_legend_handles_labels()[1]
         ['hard']
     """
-    xs = _numpy(x).astype(float)
-    fig, ax = _new_axes(ax, (5.5, 3.2))
+    xs = to_numpy(x).astype(float)
+    fig, ax = new_axes(ax, (5.5, 3.2))
     for name, y in curves.items():
         ax.plot(
             xs,
-            _numpy(y).astype(float),
+            to_numpy(y).astype(float),
             lw=2,
             label=name,
             drawstyle="steps-post" if name == "hard" else "default",
@@ -295,7 +284,7 @@ def plot_step_sweep(
         >>> len(fig.axes[0].lines)
         3
     """
-    fig, ax = _new_axes(ax, (6, 3.8))
+    fig, ax = new_axes(ax, (6, 3.8))
     first = True
     for name, sw in sweeps.items():
         steps, errors = (sw.steps, sw.errors) if hasattr(sw, "errors") else sw
@@ -373,11 +362,11 @@ def plot_line_profile(
             raise ValueError(f"axes must hold 2 Axes, got {len(axes)}")
         fig = axes[0].figure
     top, bottom = axes
-    top.plot(t, _numpy(values), color="black", lw=2)
+    top.plot(t, to_numpy(values), color="black", lw=2)
     top.set_ylabel("loss")
-    bottom.plot(t, _numpy(slopes), color="black", lw=2, label="autograd")
+    bottom.plot(t, to_numpy(slopes), color="black", lw=2, label="autograd")
     for name, est in (fd or {}).items():
-        bottom.plot(t, _numpy(est), lw=1.2, ls="--", marker=".", ms=4, label=name)
+        bottom.plot(t, to_numpy(est), lw=1.2, ls="--", marker=".", ms=4, label=name)
     for k in kinks or ():
         for a in axes:
             a.axvline(k, color=NEG_COLOR, ls=":", lw=1)
@@ -414,13 +403,13 @@ def plot_update_comparison(
         >>> len(fig.axes[0].collections)
         2
     """
-    a, b, y = _numpy(identity).astype(float), _numpy(smooth).astype(float), _numpy(labels)
+    a, b, y = to_numpy(identity).astype(float), to_numpy(smooth).astype(float), to_numpy(labels)
     n = len(y)
     if a.shape != (n, n) or b.shape != (n, n):
         raise ValueError(f"identity and smooth must be {n} x {n}")
     same = y[:, None] == y[None, :]
     off = ~np.eye(n, dtype=bool)
-    fig, ax = _new_axes(ax, (4.8, 4.2))
+    fig, ax = new_axes(ax, (4.8, 4.2))
     for mask, col, lab in (
         (same & off, POS_COLOR, "positive pairs"),
         (~same, NEG_COLOR, "negative pairs"),
@@ -462,10 +451,10 @@ def plot_update_row(
         >>> len(fig.axes[0].patches)
         4
     """
-    rows = {k: _numpy(v).astype(float) for k, v in parts.items()}
+    rows = {k: to_numpy(v).astype(float) for k, v in parts.items()}
     n = len(next(iter(rows.values())))
     names = list(names) if names is not None else [str(k) for k in range(n)]
-    fig, ax = _new_axes(ax, (7, 3))
+    fig, ax = new_axes(ax, (7, 3))
     w = 0.8 / max(len(rows), 1)
     colours = ["#e7298a", "#7570b3", "#66a61e", "#e6ab02"]
     for k, (lab, v) in enumerate(rows.items()):
@@ -513,13 +502,13 @@ def plot_balance(
         'log'
     """
     xs = np.asarray(x, float)
-    fig, ax = _new_axes(ax, (6, 3.6))
+    fig, ax = new_axes(ax, (6, 3.6))
     styles = [("o", "-"), ("s", "--"), ("^", "-."), ("D", ":"), ("v", "-")]
     for k, (name, v) in enumerate(curves.items()):
         marker, ls = styles[k % len(styles)]
         ax.plot(
             xs,
-            _numpy(v).astype(float),
+            to_numpy(v).astype(float),
             marker=marker,
             ls=ls,
             lw=1.8,
