@@ -13,8 +13,8 @@ Three studies around ``experiments/sweep.py`` (same model, data, seeds and proto
 
 A run already in ``sweep.csv`` (same cell, loss, seed, steps, lr, keywords and data) is taken
 from there and not trained again; new runs are appended to ``sensitivity.csv`` as they finish,
-and a stopped script continues where it stopped. ``--shard I/N`` runs every N-th missing run
-from the I-th (N processes can share the CSV). At the end the script writes
+and a stopped script continues where it stopped. ``--shard I/N`` runs the runs whose key
+hashes to shard I of N (N processes can share the CSV). At the end the script writes
 
 - ``sensitivity_studies.csv``: one row per (study, run), with the study's ``value``;
 - ``sensitivity_summary.csv``: mean and std over seeds per (study, value, cell, loss);
@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -77,7 +78,8 @@ def kwargs_str(loss: str, margin: float) -> str:
 
 def planned(study: str, *, budget: int, lr: float, seeds) -> list[dict]:
     """The runs of one study: dicts with ``study, value, P, K, loss, seed, steps, lr,
-    loss_kwargs`` (``loss_kwargs`` as in :func:`kwargs_str`)."""
+    loss_args`` (the loss keywords, a dict) and ``loss_kwargs`` (the same as written in the
+    CSV, :func:`kwargs_str`)."""
     spec = STUDIES[study]
     runs = []
     for P, K in spec["cells"]:
@@ -86,9 +88,11 @@ def planned(study: str, *, budget: int, lr: float, seeds) -> list[dict]:
                 for v in spec["values"]:
                     run = {"study": study, "value": v, "P": P, "K": K, "loss": loss, "seed": seed}
                     run["steps"] = max(1, round(budget / (P * K)))
-                    run["lr"], run["loss_kwargs"] = lr, ""
+                    run["lr"], run["loss_kwargs"], run["loss_args"] = lr, "", {}
                     if study == "margin":
                         run["loss_kwargs"] = kwargs_str(loss, v)
+                        if run["loss_kwargs"]:
+                            run["loss_args"] = {KNOB[loss]: v}
                     elif study == "lr":
                         run["lr"] = v
                     else:
@@ -106,7 +110,7 @@ def key(run) -> tuple:
         int(run["seed"]),
         int(run["steps"]),
         float(run["lr"]),
-        str(run["loss_kwargs"]) if isinstance(run["loss_kwargs"], str) else "",
+        str(run["loss_kwargs"]),
     )
 
 
@@ -199,7 +203,7 @@ def main(argv=None) -> int:
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (margin, steps)")
     p.add_argument("--seeds", type=int, nargs="+", default=sweep.SEEDS, help="seeds")
     p.add_argument("--max-runs", type=int, default=None, help="stop after this many new runs")
-    p.add_argument("--shard", default="0/1", help="I/N: run every N-th missing run from the I-th")
+    p.add_argument("--shard", default="0/1", help="I/N: run the runs that hash to shard I of N")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads per run")
     p.add_argument("--fast", action="store_true", help="the small synthetic set")
     p.add_argument("--plot-only", action="store_true", help="only write the tables and figures")
@@ -235,17 +239,15 @@ def main(argv=None) -> int:
         todo = todo[: args.max_runs]
         print(f"{len(done)} runs done, {len(todo)} to run in this shard", flush=True)
         for i, plan in enumerate(todo):
-            kw = dict(kv.split("=") for kv in plan["loss_kwargs"].split(",") if kv)
-            run_base = TrainConfig(**{**base.to_dict(), "lr": plan["lr"]})
             row = sweep.train_row(
-                run_base,
+                replace(base, lr=plan["lr"]),
                 data,
                 P=plan["P"],
                 K=plan["K"],
                 loss=plan["loss"],
                 seed=plan["seed"],
                 steps=plan["steps"],
-                loss_kwargs={k: float(v) for k, v in kw.items()},
+                loss_kwargs=plan["loss_args"],
             )
             row["loss_kwargs"] = plan["loss_kwargs"]
             sweep.append_row(args.out, row, FIELDS)

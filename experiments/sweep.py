@@ -28,6 +28,7 @@ import argparse
 import csv
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -77,20 +78,18 @@ def train_row(
         dict: ``P, K, ratio, loss, seed, steps, images, base_width, lr, mAP, R1, mINP,
         seconds, data``.
     """
-    from drsl.train import TrainConfig, train
+    from drsl.train import train
 
-    cfg = TrainConfig(
-        **{
-            **base.to_dict(),
-            "loss": loss,
-            "P": P,
-            "K": K,
-            "seed": seed,
-            "num_epochs": 10_000,
-            "max_steps": steps,
-            "warmup_steps": min(50, steps // 10),
-            **({"loss_kwargs": dict(loss_kwargs)} if loss_kwargs else {}),
-        }
+    cfg = replace(
+        base,
+        loss=loss,
+        P=P,
+        K=K,
+        seed=seed,
+        num_epochs=10_000,
+        max_steps=steps,
+        warmup_steps=min(50, steps // 10),
+        **({"loss_kwargs": dict(loss_kwargs)} if loss_kwargs else {}),
     )
     t0 = time.perf_counter()
     res = train(cfg, data, progress=False)
@@ -196,7 +195,6 @@ def main(argv=None) -> int:
     if args.max_runs is not None:
         todo = todo[: args.max_runs]
     print(f"{len(done)} runs done, {len(todo)} to run now", flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     for i, (P, K, loss, seed) in enumerate(todo):
         steps = max(1, round(args.budget / (P * K)))
         row = train_row(base, data, P=P, K=K, loss=loss, seed=seed, steps=steps)
