@@ -10,6 +10,7 @@ Environment variables:
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -52,3 +53,42 @@ def data_dir() -> Path:
     """
     env = os.environ.get("DRSL_DATA")
     return Path(env).expanduser().resolve() if env else repo_root() / "data"
+
+
+@contextmanager
+def torch_threads(n: int = 1, *, device=None):
+    """Run torch (and the BLAS/OpenMP pools, via threadpoolctl) on ``n`` CPU threads, then restore.
+
+    The one home of the package's thread limits. Short, memory-bound passes (the explorer's
+    tiny batches, the evaluation's ranking) gain nothing from a second thread and, on a busy
+    machine, wait for a descheduled one (measured in round 1: up to 10x slower with 2 threads
+    under load), so those callers use one thread.
+
+    Args:
+        n (int): threads to use inside the block (>= 1).
+        device (torch.device | str | None): when given and not a CPU device, nothing changes.
+
+    Example:
+        >>> import torch
+        >>> before = torch.get_num_threads()
+        >>> with torch_threads(1):
+        ...     torch.get_num_threads()
+        1
+        >>> torch.get_num_threads() == before
+        True
+    """
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    if device is not None and torch.device(device).type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    if before != n:
+        torch.set_num_threads(n)
+    try:
+        with threadpool_limits(limits=n):
+            yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
