@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from .distances import indexed_cosine, pairwise_cosine, pairwise_euclidean
+from drsl.distances import indexed_cosine, pairwise_cosine, pairwise_euclidean
 
 __all__ = [
     "DEFAULT_DELTA",
