@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8866
 
-.PHONY: help env data course course-headless test test-browser lint format notebooks lock bench clean-build
+.PHONY: help env data course course-headless test test-browser lint format notebooks lock bench clean-build student book slides
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -13,8 +13,8 @@ help:  ## list the targets
 env:  ## create or refresh .venv from requirements.lock (idempotent)
 	@tools/bootstrap.sh
 
-data: env  ## make the default synthetic dataset in data/ if missing
-	@$(PY) -c "from drsl.data.synth import ensure_dataset; print('[data] ready:', ensure_dataset(fast=False))"
+data: env  ## make the synthetic dataset of the current mode in data/ if missing (DRSL_FAST=1: the small fast set)
+	@$(PY) -c "from drsl.config import fast_mode; from drsl.data.synth import ensure_dataset; print('[data] ready:', ensure_dataset(fast=fast_mode()))"
 
 course: data  ## THE MAIN JOB: environment + data, then the course in JupyterLab
 	@echo "[course] opening JupyterLab on notebooks/ (Ctrl-C to stop)"
@@ -23,13 +23,13 @@ course: data  ## THE MAIN JOB: environment + data, then the course in JupyterLab
 course-headless: data  ## the main job without a browser: execute every notebook into build/
 	@$(PY) tools/run_notebooks.py --out build
 
-test: env  ## THE TEST COMMAND: the whole suite (unit tests, doctests, lint, every notebook in fast mode, browser)
+test: env  ## THE TEST COMMAND: the whole suite (unit tests, doctests, lint, every notebook in fast mode, browser, book, slides, student edition)
 	@tools/ensure_chromium.sh
 	@DRSL_FAST=1 $(PY) -c "from drsl.data.synth import ensure_dataset; print('[data] fast set ready:', ensure_dataset(fast=True))"
 	@DRSL_FAST=1 $(PY) -m pytest -n 2 --dist loadfile --nbval-lax --nbval-current-env \
 		tests drsl notebooks $(PYTEST_ARGS)
 
-test-browser: env  ## only the real-browser tests (JupyterLab + Voila in Chromium)
+test-browser: env  ## only the real-browser tests (JupyterLab, Voila, the book, a deck in Chromium)
 	@tools/ensure_chromium.sh
 	@DRSL_FAST=1 $(PY) -m pytest -m browser tests $(PYTEST_ARGS)
 
@@ -42,6 +42,15 @@ format: env  ## apply ruff's fixes and formatting
 notebooks: env  ## regenerate the .ipynb files (no outputs) from the jupytext sources
 	@$(VENV)/bin/jupytext --to ipynb --update --set-kernel python3 notebooks/[0-9]*.py
 
+student: env  ## the student edition: build/student/*.ipynb without the solution cells, no outputs
+	@$(PY) tools/student.py --out build/student
+
+book: data  ## the HTML book of the executed course in build/book/ (full mode; DRSL_FAST=1 for a quick build)
+	@$(PY) tools/book.py --out build/book
+
+slides: data  ## one reveal.js deck per notebook: build/slides/NN_name.slides.html (offline)
+	@$(PY) tools/slides.py --out build/slides
+
 explore: env  ## the ratio explorer as a standalone Voila app
 	@$(VENV)/bin/voila notebooks/06_explore.ipynb --port=$(PORT)
 
@@ -51,5 +60,5 @@ lock:  ## re-pin: requirements.in -> requirements.lock -> environment.yml
 bench: data  ## run the benchmarks (writes benchmarks/results/)
 	@for b in benchmarks/bench_*.py; do echo "[bench] $$b"; $(PY) $$b || exit 1; done
 
-clean-build:  ## remove build/ (executed notebooks and HTML)
+clean-build:  ## remove build/ (executed notebooks, HTML, book, slides, student edition)
 	rm -rf build

@@ -2,9 +2,16 @@
 
 Measures, in one process, the time and peak memory of
 
-- the **floor**: the distance matrix alone, ``pairwise_euclidean(q, g)`` (drsl.distances);
+- the **floor**: the distance matrix alone, ``torch.cdist(q, g)``;
+- ``pairwise_euclidean(q, g)`` (drsl.distances, inference path: no gradient);
 - ``evaluate_rank(pairwise_euclidean(q, g), ...)``: distances + the Market-protocol ranking;
 - ``evaluate_embeddings(q, g, ...)``: the same, block by block (never the full matrix);
+- ``evaluate_rank(distmat)`` alone: the ranking step;
+- with ``--baseline FILE`` (an earlier ``drsl/metrics`` module saved as one file, e.g. by
+  ``git show 961dcdf:drsl/metrics/__init__.py > old_metrics.py``): its ranking on the same
+  matrix (checked to give the same per-query AP) and, as "before", its total with the
+  distances built the old way (saved-for-backward tensors, as ``pairwise_euclidean`` did
+  under ``no_grad`` before);
 - a torchreid-style loop (full ``argsort`` per row, then one query at a time) on a subset of
   queries, scaled to all queries, for scale.
 
@@ -15,15 +22,18 @@ Market-1501: 2793 distractors (pid 0), 3819 junk (pid -1), the rest from the que
 Features are identity centres plus noise (``--noise``; a trained-model-like mAP) or pure noise
 (``--random``, the worst case: every gallery item can precede the farthest match).
 
-Run: ``.venv/bin/python benchmarks/bench_metrics.py [--repeats 3] [--out results/metrics.md]``.
+Run: ``.venv/bin/python benchmarks/bench_metrics.py [--repeats 3] [--baseline old_metrics.py]
+[--out results/metrics.md]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import platform
 import re
+import sys
 import time
 from functools import partial
 from pathlib import Path
@@ -82,7 +92,12 @@ def market_like(seed: int, noise: float, random: bool):
 
 
 def torchreid_style(distmat: np.ndarray, q_pids, g_pids, q_camids, g_camids, max_rank=50):
-    """The usual Python evaluation (torchreid ``eval_market1501``), for scale only."""
+    """The usual Python loop, after torchreid's ``eval_market1501``, for scale only.
+
+    Not torchreid's exact code: torchreid drops no junk in this loop (its dataset loader never
+    reads Market's junk images), so junk is dropped here to give comparable numbers; and, as
+    there, ``np.argsort`` is the default quicksort, not stable, so ties may be ordered otherwise.
+    """
     indices = np.argsort(distmat, axis=1)
     matches = (g_pids[indices] == q_pids[:, None]).astype(np.int32)
     aps = []
@@ -106,40 +121,83 @@ def _distances_then_rank(q, g, qp, gp, qc, gc):
     return evaluate_rank(pairwise_euclidean(q, g), qp, gp, qc, gc)
 
 
+def _old_distances(q, g):
+    """The distance matrix as it was built before the inference path: with the tensors saved
+    for a backward pass (what ``pairwise_euclidean`` did under ``no_grad`` too)."""
+    with torch.enable_grad():
+        return pairwise_euclidean(q.requires_grad_(True), g).detach()
+
+
+def _old_total(old, q, g, qp, gp, qc, gc):
+    return old.evaluate_rank(_old_distances(q, g), qp, gp, qc, gc)
+
+
+def load_baseline(path: Path):
+    spec = importlib.util.spec_from_file_location("baseline_metrics", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["baseline_metrics"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def _row(name, rows, t_floor, m_floor, alone=False):
+    t, m = min(r[0] for r in rows), max(r[1] for r in rows)
+    over = "-" if alone else f"{m - m_floor:+.0f}"
+    return f"| {name} | {t:.2f} | {t / t_floor:.2f} | {m:.0f} | {over} |"
+
+
 def run(args) -> str:
+    start_load = os.getloadavg()[0]
     lines = []
+    old = load_baseline(args.baseline) if args.baseline else None
     scenarios = [
         (f"trained-like features (noise {args.noise})", args.noise, False),
         (f"weak-model features (noise {args.weak_noise})", args.weak_noise, False),
         ("random features (worst case)", 0.0, True),
     ]
+    summary = []
     for label, noise, random in scenarios:
         q, g, qp, gp, qc, gc = market_like(0, noise, random)
         ids = (qp, gp, qc, gc)
-        floor, full, chunked = [], [], []
-        for _ in range(args.repeats):
-            floor.append(measure(partial(pairwise_euclidean, q, g)))
-            full.append(measure(partial(_distances_then_rank, q, g, *ids)))
-            chunked.append(measure(partial(evaluate_embeddings, q, g, *ids)))
-        dist = floor[-1][2]
-        ranking = [measure(partial(evaluate_rank, dist, *ids)) for _ in range(args.repeats)]
-        t_floor, m_floor = min(r[0] for r in floor), max(r[1] for r in floor)
-        res = full[0][2]
-        assert np.array_equal(res.all_AP, ranking[0][2].all_AP)
+        rows = {k: [] for k in ("floor", "dist", "full", "chunked", "rank", "old", "old_rank")}
+        with torch.no_grad():
+            for _ in range(args.repeats):
+                rows["floor"].append(measure(partial(torch.cdist, q, g)))
+                rows["dist"].append(measure(partial(pairwise_euclidean, q, g)))
+                rows["full"].append(measure(partial(_distances_then_rank, q, g, *ids)))
+                rows["chunked"].append(measure(partial(evaluate_embeddings, q, g, *ids)))
+                if old is not None:
+                    rows["old"].append(measure(partial(_old_total, old, q, g, *ids)))
+            dist = rows["dist"][-1][2]
+            for _ in range(args.repeats):
+                rows["rank"].append(measure(partial(evaluate_rank, dist, *ids)))
+                if old is not None:
+                    rows["old_rank"].append(measure(partial(old.evaluate_rank, dist, *ids)))
+        t_floor = min(r[0] for r in rows["floor"])
+        m_floor = max(r[1] for r in rows["floor"])
+        res = rows["full"][0][2]
+        assert np.array_equal(res.all_AP, rows["rank"][0][2].all_AP)
+        if old is not None:
+            assert np.array_equal(res.all_AP, rows["old_rank"][0][2].all_AP), "baseline differs"
         lines.append(
             f"\n### {label}: mAP {res.mAP:.1%}, rank-1 {res.cmc[0]:.1%}, mINP {res.mINP:.1%}\n"
         )
         lines.append("| what | seconds (best) | x floor | peak extra MiB | extra over floor MiB |")
         lines.append("|---|---:|---:|---:|---:|")
-        for name, rows in (
-            ("floor: `pairwise_euclidean(q, g)`", floor),
-            ("`evaluate_rank(pairwise_euclidean(q, g))`", full),
-            ("`evaluate_embeddings(q, g)` (blocks)", chunked),
-            ("`evaluate_rank(distmat)` alone (ranking only)", ranking),
-        ):
-            t, m = min(r[0] for r in rows), max(r[1] for r in rows)
-            over = f"{m - m_floor:+.0f}" if "alone" not in name else "-"
-            lines.append(f"| {name} | {t:.2f} | {t / t_floor:.2f} | {m:.0f} | {over} |")
+        names = [
+            ("floor", "floor: `torch.cdist(q, g)`", False),
+            ("dist", "`pairwise_euclidean(q, g)` (no grad)", False),
+            ("full", "**`evaluate_rank(pairwise_euclidean(q, g))`**", False),
+            ("chunked", "`evaluate_embeddings(q, g)` (blocks)", False),
+            ("rank", "`evaluate_rank(distmat)` alone (ranking only)", True),
+            ("old", "before: old distances + old `evaluate_rank`", False),
+            ("old_rank", "before: old `evaluate_rank(distmat)` alone", True),
+        ]
+        for key, name, alone in names:
+            if rows[key]:
+                lines.append(_row(name, rows[key], t_floor, m_floor, alone))
+        best = {k: min(r[0] for r in v) / t_floor for k, v in rows.items() if v}
+        summary.append((label, best))
         if args.loop_queries:
             n = args.loop_queries
             sub = (dist[:n].numpy(), qp[:n], gp, qc[:n], gc)
@@ -155,13 +213,32 @@ def run(args) -> str:
         "",
         f"`benchmarks/bench_metrics.py`, torch {torch.__version__}, {torch.get_num_threads()} "
         f"threads, {platform.machine()}, {os.cpu_count()} CPUs (load average at start "
-        f"{os.getloadavg()[0]:.1f}: a shared machine), best of {args.repeats} interleaved rounds.",
+        f"{start_load:.1f}, at the end {os.getloadavg()[0]:.1f}: a machine shared with other "
+        f"jobs, so seconds vary from run to run; the ratios to the floor, measured in the same "
+        f"rounds, vary less), best of {args.repeats} interleaved rounds.",
         "",
-        "- floor: the distance matrix alone; `x floor` = time / floor time, in the same run.",
+        "- floor: `torch.cdist(q, g)` alone; `x floor` = time / floor time, in the same run.",
         "- peak extra MiB: resident high-water mark during the call minus the resident size",
         "  before it; `extra over floor` subtracts the floor's own peak.",
-        "- targets: total <= 2.5 x the floor and <= 0.5 GiB over the floor.",
+        "- targets: distances + ranking <= 2.5 x the floor on random features and <= 1.5 x on",
+        "  trained-like features.",
+        "- before: "
+        + (
+            f"`{args.baseline.name}` (`--baseline`), same matrices, same per-query AP"
+            if args.baseline
+            else "not measured (no `--baseline`)"
+        )
+        + ".",
+        "",
+        "| features | total now (x floor) | total before | ranking now | ranking before |",
+        "|---|---:|---:|---:|---:|",
     ]
+    for label, best in summary:
+        before = f"{best['old']:.2f}" if "old" in best else "-"
+        rank_before = f"{best['old_rank']:.2f}" if "old_rank" in best else "-"
+        head.append(
+            f"| {label} | {best['full']:.2f} | {before} | {best['rank']:.2f} | {rank_before} |"
+        )
     return "\n".join(head + lines) + "\n"
 
 
@@ -171,6 +248,9 @@ def main() -> None:
     parser.add_argument("--noise", type=float, default=1.6, help="feature noise (mAP ~70%%)")
     parser.add_argument("--weak-noise", type=float, default=2.0, help="feature noise (mAP ~30%%)")
     parser.add_argument("--loop-queries", type=int, default=300, help="0 skips the loop")
+    parser.add_argument(
+        "--baseline", type=Path, default=None, help="an earlier drsl/metrics module, one file"
+    )
     parser.add_argument(
         "--out", type=Path, default=Path(__file__).parent / "results" / "metrics.md"
     )

@@ -12,7 +12,7 @@ A small package behind a notebook course. Modules (lower never import higher):
 - :mod:`drsl.plotting`, :mod:`drsl.widgets`  figures and ipywidgets explorers (leaves)
 
 Reference: "Rank-in-Rank Loss for Person Re-identification", ACM TOMM, doi:10.1145/3532866,
-as read in ``shared/spec/drsl-loss.md`` (the project's contract).
+as read in ``docs/drsl-loss-spec.md`` (the project's contract).
 """
 
 __version__ = "0.1.0"

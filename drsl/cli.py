@@ -1,12 +1,30 @@
-"""Command line: ``python -m drsl train ...`` and ``python -m drsl eval CHECKPOINT ...``.
+"""Command line: ``python -m drsl {train,eval,synth,sweep,sensitivity} ...``.
 
-Also installed as the ``drsl`` console script. Errors in values or paths print one line
-(``drsl: error: ...``) on stderr and exit with status 2, without a traceback.
+Also installed as the ``drsl`` console script. The options of ``train`` are generated from the
+fields of :class:`drsl.train.config.TrainConfig` (:func:`add_dataclass_options`: one option per
+field, help text from the field's metadata), so an option is declared once. A run config file
+(``--config configs/ce_drsl.toml``, see :func:`drsl.train.config.read_config`) gives values
+first; flags on the command line override it; the resolved config is written to
+``OUT/config.toml``. ``synth``, ``sweep`` and ``sensitivity`` hand their arguments to
+``python -m drsl.data.synth``, ``experiments/sweep.py`` and ``experiments/sensitivity.py``.
+
+Errors policy: a user error (a bad value, path, config file, checkpoint or image, a run
+folder in use) prints one line ``drsl: error: ...`` naming the culprit and the fix on stderr
+and exits with status 2, without a traceback; a diverged training prints one line and exits 1;
+Ctrl-C exits 130. The parser does not import torch, so ``--help`` and argument errors answer
+at once.
 
 Example (shell)::
 
+    python -m drsl train --config configs/ce_drsl.toml
     python -m drsl train --loss ce+drsl -P 16 -K 4 --epochs 30 --out runs/ce_drsl
     python -m drsl eval runs/ce_drsl/model.pt
+    torchrun --nproc_per_node=2 -m drsl train --device cpu --fast --out runs/ddp  # gloo
+    torchrun --nproc_per_node=4 -m drsl train --amp auto --memory-size 4096 --out runs/ddp4
+
+Data parallelism: under ``torchrun`` every process runs ``drsl train`` with the same
+arguments; ``P`` is per process (global batch ``W x P x K``), rank 0 writes the run folder
+and prints (see :func:`drsl.train.train`).
 
 Reference: the training recipe of :mod:`drsl.train` (Luo et al. 2019; spec ``drsl-loss.md``).
 """
@@ -14,13 +32,27 @@ Reference: the training recipe of :mod:`drsl.train` (Luo et al. 2019; spec ``drs
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
 import sys
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-__all__ = ["build_parser", "main"]
+__all__ = ["add_dataclass_options", "build_parser", "resolve_train", "main"]
+
+#: sub-commands that hand their arguments to another command line: name -> (kind, target, help)
+_PASS_THROUGH = {
+    "synth": ("module", "drsl.data.synth", "draw a synthetic dataset (python -m drsl.data.synth)"),
+    "sweep": ("script", "experiments/sweep.py", "the P x K imbalance sweep (experiments/)"),
+    "sensitivity": (
+        "script",
+        "experiments/sensitivity.py",
+        "the delta / lr / steps studies (experiments/)",
+    ),
+}
 
 
 class _CliError(Exception):
@@ -43,8 +75,146 @@ def _kv(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+def _optional(kind: type):
+    def parse(text: str):
+        return None if text.lower() in ("none", "null") else kind(text)
+
+    parse.__name__ = kind.__name__  # argparse names the type in "invalid int value"
+    return parse
+
+
+def _option_kwargs(f: dataclasses.Field, hint: Any) -> dict[str, Any]:
+    """argparse keywords for one dataclass field of type ``hint``."""
+    help_text = f.metadata.get("help", f.name.replace("_", " "))
+    default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+    kw: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS}
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if hint is bool:
+        kw["action"] = argparse.BooleanOptionalAction
+    elif typing.get_origin(hint) is dict or hint is dict:
+        kw.update(type=_kv, action="append", metavar="KEY=VALUE")
+    elif args and len(args) == 1:  # X | None
+        kw.update(type=_optional(args[0]), metavar=args[0].__name__.upper())
+        help_text += "; 'none' for None"
+    elif hint in (int, float, str):
+        kw["type"] = hint
+    if "choices" in f.metadata:
+        kw["choices"] = tuple(f.metadata["choices"])
+    kw["help"] = f"{help_text} (default: {default if default != {} else 'none'})"
+    return kw
+
+
+def add_dataclass_options(parser: argparse.ArgumentParser, cls: type) -> list[str]:
+    """Add one option per field of the dataclass ``cls`` to ``parser``.
+
+    The flag is ``metadata["flag"]`` or ``--<name with dashes>`` (plus ``metadata["short"]``),
+    the help ``metadata["help"]`` with the default appended; ``bool`` fields get
+    ``--x/--no-x``, ``X | None`` fields accept ``none``, ``dict`` fields a repeatable
+    ``KEY=VALUE`` (the value read as JSON when it parses). Defaults are
+    ``argparse.SUPPRESS``: only the options given appear in the namespace, so they can
+    override a config file.
+
+    Args:
+        parser (argparse.ArgumentParser): where to add them. cls (type): a dataclass.
+
+    Returns:
+        list[str]: the field names added (namespace attributes).
+
+    Example:
+        >>> from drsl.train.config import TrainConfig
+        >>> p = argparse.ArgumentParser()
+        >>> names = add_dataclass_options(p, TrainConfig)
+        >>> vars(p.parse_args(["-P", "8", "--epochs", "2", "--max-steps", "none"]))
+        {'P': 8, 'num_epochs': 2, 'max_steps': None}
+    """
+    hints = typing.get_type_hints(cls)
+    names = []
+    for f in dataclasses.fields(cls):
+        flags = [f.metadata.get("flag") or "--" + f.name.replace("_", "-")]
+        if "short" in f.metadata:
+            flags.insert(0, f.metadata["short"])
+        parser.add_argument(*flags, **_option_kwargs(f, hints[f.name]))
+        names.append(f.name)
+    return names
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="dataset folder (Market-1501, DukeMTMC, MSMT17 or CUHK03-NP layout); "
+        "default: the synthetic set (generated on first use)",
+    )
+    p.add_argument(
+        "--fast",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="use the small synthetic set (with no --data)",
+    )
+
+
+def _device_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--device",
+        default=argparse.SUPPRESS,
+        help="'auto' (CUDA if present, the default), 'cpu', 'cuda:0'; under torchrun 'cuda' "
+        "or 'auto' (each process takes cuda:LOCAL_RANK) or 'cpu' (gloo)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=argparse.SUPPRESS,
+        help="torch CPU threads (default: all; 1 reproduces the shipped checkpoints)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _add_train(sub) -> None:
+    from drsl.train.config import TrainConfig
+
+    t = sub.add_parser(
+        "train",
+        help="train a model (resumes from OUT/last.pt when it exists)",
+        description="Train a compact ReIDNet with PK batches; writes OUT/model.pt, OUT/last.pt "
+        "(resumable state), train_log.csv, eval_log.csv, metrics.json and config.toml. "
+        "Values come from the defaults, then --config, then the flags given.",
+    )
+    t.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="run config file (TOML, e.g. configs/ce_drsl.toml); flags override it",
+    )
+    add_dataclass_options(t, TrainConfig)
+    _data_args(t)
+    t.add_argument(
+        "--out",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="run folder (default: the config's [run] out, else runs/<config name>, else "
+        "runs/<loss>-P<P>-K<K>-seed<seed>)",
+    )
+    t.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pt exists")
+    _device_args(t)
+
+
+def _add_eval(sub) -> None:
+    e = sub.add_parser(
+        "eval",
+        help="evaluate a checkpoint (mAP, CMC, mINP)",
+        description="Evaluate a checkpoint written by 'drsl train' on a dataset's query/gallery "
+        "split under the Market-1501 protocol.",
+    )
+    e.add_argument("checkpoint", type=Path, help="a model.pt (or last.pt) file")
+    _data_args(e)
+    e.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    _device_args(e)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The ``drsl`` argument parser (sub-commands ``train`` and ``eval``).
+    """The ``drsl`` argument parser (sub-commands ``train``, ``eval``, ``synth``, ``sweep``,
+    ``sensitivity``). Imports no torch.
 
     Returns:
         argparse.ArgumentParser: the parser.
@@ -53,121 +223,77 @@ def build_parser() -> argparse.ArgumentParser:
         >>> build_parser().parse_args(["train", "-P", "8"]).P
         8
     """
-    from drsl.train import LOSS_CHOICES, TrainConfig
-
-    d = TrainConfig()
     p = _Parser(
         prog="drsl",
         description="Train and evaluate compact re-ID models with DRSL and baseline losses.",
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-
-    t = sub.add_parser(
-        "train",
-        help="train a model (resumes from OUT/last.pt when it exists)",
-        description="Train a compact ReIDNet with PK batches; writes OUT/model.pt, OUT/last.pt "
-        "(resumable state), train_log.csv, eval_log.csv and metrics.json.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    t.add_argument(
-        "--loss",
-        default=d.loss,
-        help="training loss: one of " + ", ".join(LOSS_CHOICES) + " ('ce+X' adds label-smoothed "
-        "cross-entropy on the BNNeck logits to metric loss X; X alone trains without it)",
-    )
-    t.add_argument("-P", "--P", type=int, default=d.P, help="identities per batch (>= 2)")
-    t.add_argument("-K", "--K", type=int, default=d.K, help="images per identity (>= 2)")
-    t.add_argument("--epochs", type=int, default=d.num_epochs, help="number of epochs")
-    t.add_argument(
-        "--max-steps",
-        type=int,
-        default=None,
-        help="stop after this many steps; None: run all epochs",
-    )
-    t.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (Adam)")
-    t.add_argument("--weight-decay", type=float, default=d.weight_decay, help="weight decay")
-    t.add_argument("--warmup-steps", type=int, default=d.warmup_steps, help="linear warm-up")
-    t.add_argument(
-        "--loss-arg",
-        type=_kv,
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="keyword for the metric loss, repeatable (e.g. delta=0.5, margin=0.3)",
-    )
-    t.add_argument(
-        "--angle-source",
-        choices=("bn", "features"),
-        default=d.angle_source,
-        help="where DRSL's angle targets come from: post-BN features or the pre-BN ones",
-    )
-    t.add_argument("--base-width", type=int, default=d.base_width, help="narrow-ResNet width")
-    t.add_argument("--height", type=int, default=d.height, help="input image height")
-    t.add_argument("--width", type=int, default=d.width, help="input image width")
-    _data_args(t)
-    t.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="run folder; None means runs/<loss>-P<P>-K<K>-seed<seed>",
-    )
-    t.add_argument("--seed", type=int, default=d.seed, help="random seed")
-    t.add_argument("--eval-every", type=int, default=d.eval_every, help="epochs between evals")
-    t.add_argument(
-        "--checkpoint-every",
-        type=int,
-        default=d.checkpoint_every,
-        help="steps between extra checkpoints (0: at epoch ends only)",
-    )
-    t.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pt exists")
-    _device_args(t)
-
-    e = sub.add_parser(
-        "eval",
-        help="evaluate a checkpoint (mAP, CMC, mINP)",
-        description="Evaluate a checkpoint written by 'drsl train' on a dataset's query/gallery "
-        "split under the Market-1501 protocol.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    e.add_argument("checkpoint", type=Path, help="a model.pt (or last.pt) file")
-    _data_args(e)
-    e.add_argument("--json", action="store_true", help="print the metrics as JSON")
-    _device_args(e)
+    _add_train(sub)
+    _add_eval(sub)
+    for name, (_, target, help_text) in _PASS_THROUGH.items():
+        s = sub.add_parser(
+            name, help=help_text, add_help=False, description=f"Runs {target} (see its --help)."
+        )
+        s.add_argument("args", nargs=argparse.REMAINDER, help=f"arguments for {target}")
     return p
 
 
-def _data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--data",
-        type=Path,
-        default=None,
-        help="dataset folder (Market-1501, DukeMTMC, MSMT17 or CUHK03-NP layout); "
-        "default: the synthetic set (generated on first use)",
-    )
-    p.add_argument(
-        "--fast", action="store_true", help="use the small synthetic set (with no --data)"
-    )
+def resolve_train(args: argparse.Namespace):
+    """The run of ``drsl train``: defaults, then ``--config``, then the flags given.
+
+    Args:
+        args (argparse.Namespace): parsed ``train`` arguments.
+
+    Returns:
+        tuple[TrainConfig, dict]: the validated config and the run options (``out``,
+        ``data``, ``fast``, ``device``, ``threads``).
+
+    Example:
+        >>> cfg, run = resolve_train(build_parser().parse_args(["train", "-K", "8"]))
+        >>> cfg.K, str(run["out"])
+        (8, 'runs/ce_drsl-P16-K8-seed0')
+    """
+    from drsl.train.config import RUN_KEYS, TrainConfig, read_config
+
+    given = vars(args)
+    file = read_config(args.config) if args.config is not None else {"train": {}, "run": {}}
+    values = dict(file["train"])
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in given:
+            v = given[f.name]
+            values[f.name] = {**values.get(f.name, {}), **dict(v)} if f.name == "loss_kwargs" else v
+    try:
+        cfg = TrainConfig(**values).validate()
+    except TypeError as err:  # a wrong type in a config file
+        raise ValueError(f"config {args.config}: {err}") from None
+    run = {k: file["run"].get(k) for k in RUN_KEYS}
+    run.update({k: given[k] for k in RUN_KEYS if k in given})
+    if run["out"] is None:
+        stem = args.config.stem if args.config is not None else None
+        name = stem or f"{cfg.loss.replace('+', '_')}-P{cfg.P}-K{cfg.K}-seed{cfg.seed}"
+        run["out"] = Path("runs") / name
+    run["out"] = Path(run["out"])
+    run["data"] = Path(run["data"]) if run["data"] is not None else None
+    return cfg, run
 
 
-def _device_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto", help="'auto' (CUDA if present), 'cpu', 'cuda:0'")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads; None: all")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-
-
-def _setup(args: argparse.Namespace):
+def _setup(run: dict[str, Any]):
+    """Threads, data path checks and the device (imports torch)."""
+    threads, data = run.get("threads"), run.get("data")
+    if threads is not None and threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {threads}")
+    if data is not None and data.exists() and not data.is_dir():
+        raise NotADirectoryError(f"dataset path {data} is a file; pass the dataset's folder")
+    if data is not None and not data.is_dir():
+        raise FileNotFoundError(f"dataset folder not found: {data} (check --data)")
     import torch
 
     from drsl.train import select_device
 
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
-    if args.data is not None and not args.data.is_dir():
-        raise FileNotFoundError(f"dataset folder not found: {args.data}")
-    return select_device(args.device)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    return select_device(run.get("device") or "auto")
 
 
 def _fmt(metrics: dict[str, float]) -> str:
@@ -175,59 +301,74 @@ def _fmt(metrics: dict[str, float]) -> str:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from drsl.train import TrainConfig, load_data, train
+    cfg, run = resolve_train(args)
+    out = run["out"]
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out} is an existing file; pass a folder path")
+    from drsl.train import build_criterion, load_data, train
 
-    cfg = TrainConfig(
-        loss=args.loss,
-        P=args.P,
-        K=args.K,
-        num_epochs=args.epochs,
-        max_steps=args.max_steps,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        warmup_steps=args.warmup_steps,
-        loss_kwargs=dict(args.loss_arg),
-        angle_source=args.angle_source,
-        base_width=args.base_width,
-        height=args.height,
-        width=args.width,
-        seed=args.seed,
-        eval_every=args.eval_every,
-        checkpoint_every=args.checkpoint_every,
-    ).validate()
-    if args.loss_arg:  # fail now, not after loading the data, on a keyword the loss rejects
-        from drsl.train import build_criterion
-
+    if cfg.loss_kwargs:  # fail now, not after loading the data, on a keyword the loss rejects
         try:
             build_criterion(cfg)
         except TypeError as err:
             raise ValueError(f"bad --loss-arg for {cfg.loss}: {err}") from None
-    device = _setup(args)
-    out = (
-        args.out or Path("runs") / f"{cfg.loss.replace('+', '_')}-P{cfg.P}-K{cfg.K}-seed{cfg.seed}"
-    )
-    data = load_data(args.data, height=cfg.height, width=cfg.width, fast=args.fast or None)
-    res = train(
-        cfg,
-        data,
-        out_dir=out,
-        device=device,
-        resume=not args.no_resume,
-        progress=not args.no_progress,
-    )
-    print(f"trained {cfg.loss} on {data.name} in {res.seconds:.1f} s -> {out / 'model.pt'}")
-    if res.metrics:
-        print(_fmt(res.metrics))
+    device = _setup(run)
+    from drsl.train.distributed import distributed
+    from drsl.train.parts import main_first
+
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 and device.index is not None:
+        raise ValueError(
+            f"--device {device} under torchrun: pass --device cuda (or auto); each process "
+            "takes cuda:LOCAL_RANK"
+        )
+    # under torchrun: one process per GPU (cuda:LOCAL_RANK) or CPU processes over gloo
+    with distributed(device) as ctx:
+        saved = run.get("world_size")
+        if ctx.is_main and saved is not None and saved != ctx.world_size:
+            print(
+                f"drsl: warning: the config was run by {saved} process(es), this launch has "
+                f"{ctx.world_size} (a global batch of {ctx.world_size} x P x K)",
+                file=sys.stderr,
+            )
+
+        def load():
+            return load_data(
+                run["data"], height=cfg.height, width=cfg.width, fast=run["fast"] or None
+            )
+
+        # rank 0 loads first (it may generate the synthetic set), then the others read it;
+        # an error on rank 0 is raised on every rank (main_first broadcasts it, not the data)
+        loaded = []
+        main_first(ctx, lambda: loaded.append(load()))
+        data = loaded[0] if loaded else load()
+        res = train(
+            cfg,
+            data,
+            out_dir=out,
+            device=ctx.device,
+            ctx=ctx,
+            resume=not args.no_resume,
+            progress=not args.no_progress and ctx.is_main,
+        )
+    if ctx.is_main:
+        procs = f" on {ctx.world_size} processes" if ctx.is_distributed else ""
+        print(
+            f"trained {cfg.loss} on {data.name}{procs} in {res.seconds:.1f} s -> {out / 'model.pt'}"
+        )
+        if res.metrics:
+            print(_fmt(res.metrics))
     return 0
 
 
 def _eval(args: argparse.Namespace) -> int:
+    given = vars(args)
+    run = {k: given.get(k) for k in ("data", "fast", "device", "threads")}
+    device = _setup(run)
     from drsl.train import evaluate, load_data, load_model
 
-    device = _setup(args)
     res = load_model(args.checkpoint, device=device)
     data = load_data(
-        args.data, height=res.config.height, width=res.config.width, fast=args.fast or None
+        run["data"], height=res.config.height, width=res.config.width, fast=run["fast"] or None
     )
     if res.data_fingerprint and data.fingerprint and res.data_fingerprint != data.fingerprint:
         print(
@@ -243,6 +384,50 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pass_through(name: str, argv: list[str]) -> int:
+    import importlib
+    import importlib.util
+
+    from drsl.config import repo_root
+
+    kind, target, _ = _PASS_THROUGH[name]
+    if kind == "module":
+        return int(importlib.import_module(target).main(argv) or 0)
+    path = repo_root() / target
+    if not path.is_file():
+        raise FileNotFoundError(f"{target} not found: 'drsl {name}' runs from a drsl checkout")
+    sys.path.insert(0, str(path.parent))
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    prog, sys.argv[0] = sys.argv[0], f"drsl {name}"  # the script's usage line names us
+    try:
+        return int(mod.main(argv) or 0)
+    finally:
+        sys.argv[0] = prog
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [_CliError, ValueError, FileNotFoundError]
+    errors += [NotADirectoryError, IsADirectoryError, FileExistsError]
+    if "drsl.fsutil" in sys.modules:
+        errors.append(sys.modules["drsl.fsutil"].FolderLockedError)
+    return tuple(errors)
+
+
+def _one_line(err: BaseException) -> str:
+    msg = str(err) if isinstance(err, _CliError) else f"drsl: error: {err}"
+    return msg.splitlines()[0] if msg.strip() else f"drsl: error: {type(err).__name__}"
+
+
+def _dispatch(argv: Sequence[str] | None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in _PASS_THROUGH:  # the other command line parses (and helps)
+        return _pass_through(argv[0], argv[1:])
+    args = build_parser().parse_args(argv)
+    return _train(args) if args.command == "train" else _eval(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line.
 
@@ -250,15 +435,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv (Sequence[str], optional): arguments without the program name (default sys.argv).
 
     Returns:
-        int: exit status (0 success, 2 user error).
+        int: exit status (0 success, 2 user error, 1 diverged training or a system error,
+        130 interrupted).
     """
     try:
-        args = build_parser().parse_args(argv)
-        return _train(args) if args.command == "train" else _eval(args)
-    except (_CliError, ValueError, FileNotFoundError, NotADirectoryError) as err:
-        msg = str(err) if isinstance(err, _CliError) else f"drsl: error: {err}"
-        print(msg.splitlines()[0] if msg else "drsl: error", file=sys.stderr)
-        return 2
+        return _dispatch(argv)
     except KeyboardInterrupt:
         print("drsl: interrupted (run the same command again to resume)", file=sys.stderr)
         return 130
+    except Exception as err:
+        if isinstance(err, _user_errors()):
+            print(_one_line(err), file=sys.stderr)
+            return 2
+        train = sys.modules.get("drsl.train.loop")
+        if train is not None and isinstance(err, train.DivergenceError) or isinstance(err, OSError):
+            print(_one_line(err), file=sys.stderr)
+            return 1
+        raise

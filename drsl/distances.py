@@ -36,6 +36,8 @@ def _pow2_scale(x: Tensor, dim: int | None = None) -> Tensor:
     m = a.amax() if dim is None else a.amax(dim=dim, keepdim=True)
     ok = torch.isfinite(m) & (m > 0)
     exponent = torch.frexp(torch.where(ok, m, torch.ones_like(m))).exponent
+    # 2^exponent overflows for |x| >= 2^(max exponent - 1): the largest finite power instead
+    exponent.clamp_(max=math.frexp(torch.finfo(x.dtype).max)[1] - 1)
     return torch.ldexp(torch.ones_like(m), exponent)
 
 
@@ -92,9 +94,35 @@ def pairwise_euclidean(
                 [18.]])
     """
     y_ = _check_pair(x, y)
+    if not (torch.is_grad_enabled() and (x.requires_grad or (y is not None and y_.requires_grad))):
+        # inference: the same values, in place, with nothing saved for a backward pass (as
+        # fast as torch.cdist here; building the saved tensors made it 1.7x slower)
+        _, _, c, d2 = _scaled_squares(x, y)
+        return d2.mul_(c * c) if squared else d2.sqrt_().mul_(c)
     if eps is None:
         eps = math.sqrt(torch.finfo(x.dtype).tiny)
     return _Euclidean.apply(x, y_ if y is not None else None, squared, eps)
+
+
+def _scaled_squares(x: Tensor, y: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(xs, ys, c, d2)``: the centred rows divided by the power of two ``c``, and their
+    squared distances ``d2`` (``c^2 d2`` is the squared distance of ``x`` and ``y``)."""
+    centre = x.mean(dim=0, keepdim=True) if x.shape[0] > 0 else 0.0
+    xc = x - centre
+    yc = xc if y is None else y - centre
+    # exact power-of-two rescaling: d(x, y) = c * d(x / c, y / c) without overflow of d^2
+    c = _pow2_scale(xc) if y is None else torch.maximum(_pow2_scale(xc), _pow2_scale(yc))
+    xs = xc / c
+    ys = xs if y is None else yc / c
+    x2 = (xs * xs).sum(dim=1, keepdim=True)
+    y2 = x2 if y is None else (ys * ys).sum(dim=1, keepdim=True)
+    # in place into the n x m sum (the same gemm call as torch.addmm, so the same values,
+    # without a second n x m tensor)
+    d2 = (x2 + y2.transpose(0, 1)).addmm_(xs, ys.transpose(0, 1), alpha=-2.0)
+    d2.clamp_(min=0.0)
+    if y is None:
+        d2.fill_diagonal_(0.0)  # exact zeros on the diagonal
+    return xs, ys, c, d2
 
 
 class _Euclidean(torch.autograd.Function):
@@ -104,19 +132,7 @@ class _Euclidean(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, y, squared, eps):
-        centre = x.mean(dim=0, keepdim=True) if x.shape[0] > 0 else 0.0
-        xc = x - centre
-        yc = xc if y is None else y - centre
-        # exact power-of-two rescaling: d(x, y) = c * d(x / c, y / c) without overflow of d^2
-        c = _pow2_scale(xc) if y is None else torch.maximum(_pow2_scale(xc), _pow2_scale(yc))
-        xs = xc / c
-        ys = xs if y is None else yc / c
-        x2 = (xs * xs).sum(dim=1, keepdim=True)
-        y2 = x2 if y is None else (ys * ys).sum(dim=1, keepdim=True)
-        d2 = torch.addmm(x2 + y2.transpose(0, 1), xs, ys.transpose(0, 1), alpha=-2.0)
-        d2.clamp_(min=0.0)
-        if y is None:
-            d2.fill_diagonal_(0.0)  # exact zeros on the diagonal
+        xs, ys, c, d2 = _scaled_squares(x, y)
         ctx.squared, ctx.self_pairs = squared, y is None
         if squared:
             ctx.save_for_backward(xs, ys, c)
@@ -270,6 +286,6 @@ def chunked_euclidean(x: Tensor, y: Tensor, *, chunk_size: int = 1024):
     for start in range(0, x.shape[0], chunk_size):
         with torch.no_grad():  # closed before the yield: the caller's grad mode is untouched
             xs = (x[start : start + chunk_size] - centre) / c
-            d2 = torch.addmm((xs * xs).sum(dim=1, keepdim=True) + y2t, xs, ys.T, alpha=-2.0)
+            d2 = ((xs * xs).sum(dim=1, keepdim=True) + y2t).addmm_(xs, ys.T, alpha=-2.0)
             block = d2.clamp_(min=0.0).sqrt_().mul_(c)
         yield start, block

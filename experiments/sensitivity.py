@@ -52,16 +52,23 @@ FIELDS = [
 #: and the strong baseline's triplet margin)
 KNOB = {"ce+drsl": "delta", "ce+drsl_rank": "delta", "ce+triplet": "margin"}
 KNOB_DEFAULT = 0.3
-TWO_CELLS = [(4, 4), (32, 4)]
-STUDIES = {
-    "margin": {"cells": TWO_CELLS, "losses": ["ce+triplet", "ce+drsl"], "values": [0.1, 0.3, 1.0]},
-    "lr": {
-        "cells": TWO_CELLS,
-        "losses": ["ce+triplet", "ce+smooth_ap", "ce+drsl"],
-        "values": [5e-4, 2e-3, 8e-3, 3.2e-2],
-    },
-    "steps": {"cells": sweep.SETTINGS, "losses": sweep.LOSSES, "values": [256]},
-}
+
+
+def _studies() -> dict:
+    """The studies of ``configs/sweep/sensitivity.toml`` (``"sweep"``: the sweep's cells or
+    losses)."""
+    import tomllib
+
+    raw = tomllib.loads((sweep.CONFIGS / "sensitivity.toml").read_text())
+    out = {}
+    for name, spec in raw.items():
+        cells = sweep.SETTINGS if spec["cells"] == "sweep" else [tuple(c) for c in spec["cells"]]
+        losses = sweep.LOSSES if spec["losses"] == "sweep" else list(spec["losses"])
+        out[name] = {"cells": cells, "losses": losses, "values": list(spec["values"])}
+    return out
+
+
+STUDIES = _studies()
 STUDY_TITLES = {
     "margin": "DRSL delta / triplet margin",
     "lr": "peak learning rate",
@@ -198,9 +205,12 @@ def main(argv=None) -> int:
     p.add_argument(
         "--sweep-csv", type=Path, default=RESULTS / "sweep.csv", help="the sweep's runs (reused)"
     )
-    p.add_argument("--budget", type=int, default=16384, help="training images per run (margin, lr)")
-    p.add_argument("--base-width", type=int, default=8, help="narrow-ResNet width")
-    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (margin, steps)")
+    base = sweep.base_config()
+    p.add_argument(
+        "--budget", type=int, default=sweep.BUDGET, help="training images per run (margin, lr)"
+    )
+    p.add_argument("--base-width", type=int, default=base.base_width, help="narrow-ResNet width")
+    p.add_argument("--lr", type=float, default=base.lr, help="peak learning rate (margin, steps)")
     p.add_argument("--seeds", type=int, nargs="+", default=sweep.SEEDS, help="seeds")
     p.add_argument("--max-runs", type=int, default=None, help="stop after this many new runs")
     p.add_argument("--shard", default="0/1", help="I/N: run the runs that hash to shard I of N")
@@ -217,9 +227,9 @@ def main(argv=None) -> int:
 
     import torch
 
-    from drsl.train import TrainConfig, load_data
+    from drsl.train import load_data
 
-    base = TrainConfig(base_width=args.base_width, lr=args.lr, eval_every=0)
+    base = sweep.base_config(base_width=args.base_width, lr=args.lr)
     data = load_data(height=base.height, width=base.width, fast=args.fast or None)
     csvs = (args.sweep_csv, args.out)
     common = {"budget": args.budget, "lr": args.lr, "seeds": args.seeds}

@@ -12,9 +12,16 @@ steps), so runs differ in batch composition, not in compute. Rows are appended t
 runs finish and runs already in it are skipped: stop at any time and run the same command
 again to continue (``--max-runs`` runs a piece).
 
+The grid and the shared settings are run configs: ``configs/sweep/grid.toml`` (cells,
+losses, seeds, budget) and ``configs/sweep/base.toml`` (what every run shares); a cell is
+``configs/sweep/p<P>_k<K>.toml`` (the base plus its batch shape and steps), so one run can be
+repeated alone with ``python -m drsl train --config configs/sweep/p32_k4.toml --loss ce+drsl
+--seed 1``.
+
 Usage::
 
     python experiments/sweep.py                    # run what is missing, then plot
+    python -m drsl sweep --max-runs 10             # the same, through the drsl command line
     python experiments/sweep.py --max-runs 10      # ten more runs
     python experiments/sweep.py --plot-only        # redraw the figure and the table
 
@@ -33,11 +40,22 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
+CONFIGS = HERE.parent / "configs" / "sweep"
+
+
+def _grid() -> dict:
+    import tomllib
+
+    return tomllib.loads((CONFIGS / "grid.toml").read_text())
+
+
+_GRID = _grid()
 # cell by cell (all seeds and losses of a cell before the next), the most telling cells first:
 # a sweep stopped half way still gives complete mean +- std cells
-SETTINGS = [(16, 4), (32, 4), (16, 2), (4, 4), (16, 8)]
-LOSSES = ["ce+triplet", "ce+smooth_ap", "ce+drsl_rank", "ce+drsl"]
-SEEDS = [0, 1, 2]
+SETTINGS = [tuple(c) for c in _GRID["cells"]]
+LOSSES = list(_GRID["losses"])
+SEEDS = list(_GRID["seeds"])
+BUDGET = int(_GRID["budget"])
 FIELDS = [
     "P",
     "K",
@@ -62,6 +80,40 @@ def ratio(P: int, K: int) -> float:
     return (K - 1) / ((P - 1) * K)
 
 
+def base_config(*, base_width: int | None = None, lr: float | None = None):
+    """The shared settings of every run: ``configs/sweep/base.toml``, optionally overridden.
+
+    Returns:
+        drsl.train.TrainConfig: the base config.
+    """
+    from drsl.train.config import TrainConfig, read_config
+
+    values = read_config(CONFIGS / "base.toml")["train"]
+    values.update({k: v for k, v in (("base_width", base_width), ("lr", lr)) if v is not None})
+    return TrainConfig(**values)
+
+
+def cell_file(P: int, K: int) -> Path:
+    """The run config of a sweep cell: ``configs/sweep/p<P>_k<K>.toml``."""
+    return CONFIGS / f"p{P}_k{K}.toml"
+
+
+def cell_config(base, *, P: int, K: int, loss: str, seed: int, steps: int, loss_kwargs=None):
+    """One run's config: ``base`` with the cell's batch shape, the steps and a warm-up of a
+    tenth of the steps (at most 50), the loss, the seed and, when given, ``loss_kwargs``."""
+    return replace(
+        base,
+        loss=loss,
+        P=P,
+        K=K,
+        seed=seed,
+        num_epochs=10_000,
+        max_steps=steps,
+        warmup_steps=min(50, steps // 10),
+        **({"loss_kwargs": dict(loss_kwargs)} if loss_kwargs else {}),
+    )
+
+
 def train_row(
     base, data, *, P: int, K: int, loss: str, seed: int, steps: int, loss_kwargs=None
 ) -> dict:
@@ -80,17 +132,7 @@ def train_row(
     """
     from drsl.train import train
 
-    cfg = replace(
-        base,
-        loss=loss,
-        P=P,
-        K=K,
-        seed=seed,
-        num_epochs=10_000,
-        max_steps=steps,
-        warmup_steps=min(50, steps // 10),
-        **({"loss_kwargs": dict(loss_kwargs)} if loss_kwargs else {}),
-    )
+    cfg = cell_config(base, P=P, K=K, loss=loss, seed=seed, steps=steps, loss_kwargs=loss_kwargs)
     t0 = time.perf_counter()
     res = train(cfg, data, progress=False)
     return {
@@ -163,9 +205,10 @@ def plot(csv_path: Path) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=RESULTS / "sweep.csv", help="results CSV")
-    p.add_argument("--budget", type=int, default=16384, help="training images per run")
-    p.add_argument("--base-width", type=int, default=8, help="narrow-ResNet width")
-    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
+    base = base_config()
+    p.add_argument("--budget", type=int, default=BUDGET, help="training images per run")
+    p.add_argument("--base-width", type=int, default=base.base_width, help="narrow-ResNet width")
+    p.add_argument("--lr", type=float, default=base.lr, help="peak learning rate")
     p.add_argument("--seeds", type=int, nargs="+", default=SEEDS, help="seeds")
     p.add_argument("--losses", nargs="+", default=LOSSES, help="losses")
     p.add_argument("--max-runs", type=int, default=None, help="stop after this many new runs")
@@ -179,10 +222,10 @@ def main(argv=None) -> int:
 
     import torch
 
-    from drsl.train import TrainConfig, load_data
+    from drsl.train import load_data
 
     torch.set_num_threads(args.threads)
-    base = TrainConfig(base_width=args.base_width, lr=args.lr, eval_every=0)
+    base = base_config(base_width=args.base_width, lr=args.lr)
     data = load_data(height=base.height, width=base.width, fast=args.fast or None)
     done = done_keys(args.out, args.budget, args.base_width, args.lr, data.fingerprint)
     todo = [

@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
-# Train the two shipped checkpoints on the default synthetic set and record their checksums.
+# Train the two shipped checkpoints from their run configs and record their checksums.
 # Usage (from the repository root): bash experiments/train_checkpoints.sh [--no-resume]
 # (--no-resume after the synthetic set changed: a run refuses to resume on other data.)
-# Each run resumes from runs/ckpt_<name>/last.pt if interrupted; re-check a checkpoint with
+# configs/ce_drsl.toml and configs/ce_triplet.toml hold every setting, [run] included: the
+# run folder runs/ckpt_<name> (resumed from its last.pt if interrupted), the CPU, one thread.
+# Re-check a checkpoint with
 #   python -m drsl eval data/checkpoints/ce_drsl.pt
-# THREADS=1 (the default, what the shipped files used) gives the shipped weights bit for bit
-# on an x86-64 CPU (the files' sha256 still differ: they store the training time); THREADS=2
-# trains ~1.5x faster but ends at other weights (float sums in another order), mAP within ~1.
+# One thread (the configs' setting, what the shipped files used) gives the shipped weights bit
+# for bit on an x86-64 CPU (the files' sha256 still differ: they store the training time);
+# THREADS=2 trains ~1.5x faster but ends at other weights (float sums in another order), mAP
+# within ~1.
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
-THREADS=${THREADS:-1}
 mkdir -p data/checkpoints
-for loss in ce+drsl ce+triplet; do
-    name=${loss/+/_}
-    "$PY" -m drsl train --loss "$loss" --out "runs/ckpt_$name" --threads "$THREADS" \
-        --device cpu --no-progress "$@"
+for name in ce_drsl ce_triplet; do
+    extra=()
+    if [[ -n "${THREADS:-}" ]]; then extra+=(--threads "$THREADS"); fi
+    "$PY" -m drsl train --config "configs/$name.toml" --no-progress "${extra[@]}" "$@"
     cp "runs/ckpt_$name/model.pt" "data/checkpoints/$name.pt"
 done
 (cd data/checkpoints && sha256sum ce_drsl.pt ce_triplet.pt > SHA256SUMS)

@@ -41,7 +41,7 @@ import torch
 
 import drsl
 from drsl.config import fast_mode
-from drsl.data.sampler import PKSampler
+from drsl.data.sampler import PKSampler, pk_pos_neg_ratio
 from drsl.distances import pairwise_euclidean
 from drsl.metrics import average_precision, evaluate_rank
 from drsl.plotting import plot_pk_ratio
@@ -141,7 +141,8 @@ assert np.allclose(res.cmc, cmc_by_hand)
 # smoothed version of it directly, and why the course reports mAP first and CMC rank-1 second.
 #
 # ## 3. Why mini-batches are imbalanced
-# Metric losses are trained on mini-batches of $P$ identities with $K$ images each (a "PK
+# This section is the course's one lesson on the **PK ratio**; notebooks 03, 04 and 06 refer
+# back here. Metric losses are trained on mini-batches of $P$ identities with $K$ images each (a "PK
 # batch"). Every image is in turn the anchor. It has $K - 1$ **positives** (the other images of
 # its identity) and $(P-1)K$ **negatives**. With the common $P = 16, K = 4$: 3 positives
 # against 60 negatives. Let us count them in a real batch from `drsl.data.sampler.PKSampler`.
@@ -167,7 +168,8 @@ print(
 # Larger batches (more identities $P$) give better estimates but a worse ratio; fewer images
 # per identity (small $K$, common in re-ID where many people are seen only a few times) make it
 # worse still. A loss that **sums over pairs** is then dominated by the negatives. The ratio
-# as $P$ and $K$ vary:
+# as $P$ and $K$ vary (`drsl.data.sampler.pk_pos_neg_ratio` is the formula, the sampler's
+# `pos_neg_ratio` uses it):
 
 # %%
 fig = plot_pk_ratio(P_values=range(2, 65), K_values=(2, 4, 8))
@@ -201,11 +203,62 @@ plt.show()
 #   16 x 4, which is the imbalance DRSL is designed to withstand.
 #
 # ## Exercises
-# 1. Move gallery item 0 to the far corner (e.g. `[3.0, 3.0]`): does AP change? Why not?
-# 2. Swap the labels of gallery items 1 and 2 and predict AP before running the cell.
-# 3. For a fixed batch size $B = PK = 64$, which $(P, K)$ gives the most balanced batch? What do
-#    you lose with it?
+# Each exercise is followed by its solution (hidden in the student edition).
 #
+# **Exercise 1.** Move gallery item 0 to the far corner (e.g. `[3.0, 3.0]`): does AP change?
+# Why not?
+
+# %% [markdown] tags=["solution"]
+# **Solution 1.** No: item 0 is person 7 seen by the query's own camera 0, which the protocol
+# removes before scoring, so wherever it sits it never enters the ranked list.
+
+# %% tags=["solution"]
+moved = gallery.clone()
+moved[0] = torch.tensor([3.0, 3.0])
+res_moved = evaluate_rank(
+    pairwise_euclidean(query, moved).numpy(), np.array([q_pid]), g_pids, np.array([q_cam]),
+    g_cams, max_rank=len(hits),
+)  # fmt: skip
+print(f"AP with item 0 moved: {res_moved.mAP:.4f} (before: {res.mAP:.4f})")
+assert removed[0] and res_moved.mAP == res.mAP
+
+# %% [markdown]
+# **Exercise 2.** Swap the labels of gallery items 1 and 2 and predict AP before running the
+# cell.
+
+# %% [markdown] tags=["solution"]
+# **Solution 2.** Item 1, first in the list after the removal, becomes a match and item 2,
+# second, a miss: the first hit moves up by one rank, the others stay, so AP rises. By hand
+# and by the package:
+
+# %% tags=["solution"]
+swapped = g_pids.copy()
+swapped[[1, 2]] = swapped[[2, 1]]
+hits_sw = (swapped[valid] == q_pid).astype(int)
+ranks_sw = np.flatnonzero(hits_sw) + 1
+ap_sw = np.mean(np.arange(1, len(ranks_sw) + 1) / ranks_sw)
+res_sw = evaluate_rank(dist[None].numpy(), np.array([q_pid]), swapped, np.array([q_cam]), g_cams)
+print(f"hit ranks {ranks_sw.tolist()}: AP by hand {ap_sw:.4f}, drsl.metrics {res_sw.mAP:.4f}")
+assert np.isclose(ap_sw, res_sw.mAP) and res_sw.mAP > res.mAP
+
+# %% [markdown]
+# **Exercise 3.** For a fixed batch size $B = PK = 64$, which $(P, K)$ gives the most balanced
+# batch? What do you lose with it?
+
+# %% [markdown] tags=["solution"]
+# **Solution 3.** The ratio $(K-1)/((P-1)K)$ grows as $P$ shrinks, so the fewest identities
+# that still give negatives, $P = 2$ ($K = 32$), is the most balanced. What is lost: every
+# anchor meets negatives of one other identity only, so the batch says little about the rest
+# of the gallery (and batch-hard mining has nothing to choose from).
+
+# %% tags=["solution"]
+shapes = [(p, 64 // p) for p in range(2, 65) if 64 % p == 0]
+ratios = {pk: pk_pos_neg_ratio(*pk) for pk in shapes}
+for (p, k), r in ratios.items():
+    print(f"P = {p:2d}, K = {k:2d}: ratio {r:.3f}")
+assert max(ratios, key=ratios.get) == (2, 32)
+
+# %% [markdown]
 # ## References
 # - Rank-in-Rank Loss for Person Re-identification, ACM TOMM, doi:10.1145/3532866.
 # - L. Zheng et al., Scalable Person Re-identification: A Benchmark (Market-1501), ICCV 2015.

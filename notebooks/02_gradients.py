@@ -16,7 +16,7 @@
 # %% [markdown]
 # # 02 Gradients: finite differences, gradcheck, and the identity update vs the smooth gradient
 #
-# *Part of the drsl course. Our reading of the paper is in `shared/spec/drsl-loss.md`
+# *Part of the drsl course. Our reading of the paper is in `docs/drsl-loss-spec.md`
 # ("our reading": the paper's full text is not available to us).*
 #
 # ## Goals
@@ -35,6 +35,7 @@
 # without changing the code path).
 
 # %%
+import inspect
 from functools import partial
 
 import matplotlib.pyplot as plt
@@ -45,11 +46,12 @@ import drsl
 from drsl import gradcheck as G
 from drsl import losses as L
 from drsl.config import data_dir, fast_mode
-from drsl.plotting import losses as PL
+from drsl.plotting import gradients as PG
 
 FAST = fast_mode()
 torch.manual_seed(0)
 torch.set_default_dtype(torch.float64)  # gradient checks need float64
+FD_RTOL = 1e-6  # the one tolerance of this notebook: finite differences vs autograd, float64
 P_ids, K = (3, 3) if FAST else (4, 4)  # identities and instances in the small batch
 P_VALUES = (2, 4, 8) if FAST else (2, 4, 8, 16, 32)  # the imbalance sweep of section 6
 gen = torch.Generator().manual_seed(0)
@@ -60,7 +62,8 @@ print(f"drsl {drsl.__version__}, torch {torch.__version__}, fast mode: {FAST}, d
 # A small batch of $P \times K$ embeddings in 3-D. The central difference
 # $g_k \approx (L(x + h e_k) - L(x - h e_k)) / 2h$ needs only loss values; autograd gives the
 # exact gradient of what the code computes. With the sigmoid step DRSL is smooth everywhere,
-# so the two must agree to about $10^{-8}$ in float64.
+# so in float64 the two must agree up to round-off: the cell asserts a relative error below
+# `FD_RTOL`, the tolerance set in the setup cell, and prints both.
 #
 # One subtlety: the angle targets $t$ are **detached** (spec: "no gradient flows through
 # them"). If they are computed from the same embeddings, moving $x$ moves the targets too:
@@ -77,9 +80,10 @@ loss_moving = partial(L.drsl_loss, labels=y, **kw)
 
 for name, fn in (("targets fixed", loss_fixed), ("targets follow x", loss_moving)):
     cmp = G.compare_gradients(G.numerical_gradient(fn, f), G.autograd_gradient(fn, f))
-    print(f"{name}: relative error {cmp.relative_error:.2e}, cosine {cmp.cosine:.6f}")
+    print(f"{name}: relative error {cmp.relative_error:.2e} (FD_RTOL {FD_RTOL:.0e}), "
+          f"cosine {cmp.cosine:.6f}")  # fmt: skip
     if name == "targets fixed":
-        assert cmp.relative_error < 1e-6
+        assert cmp.relative_error < FD_RTOL
     else:
         assert cmp.relative_error > 1e-3
 
@@ -97,7 +101,7 @@ for name, fn in (("targets fixed", loss_fixed), ("targets follow x", loss_moving
 sw64 = G.step_sweep(loss_fixed, f)
 f32 = f.float()
 sw32 = G.step_sweep(partial(L.drsl_loss, labels=y, angle_embeddings=f32, **kw), f32)
-fig = PL.plot_step_sweep({"float64": sw64, "float32": sw32})
+fig = PG.plot_step_sweep({"float64": sw64, "float32": sw32})
 plt.show()
 print(f"float64: best h {sw64.best_step:.1e}, error {sw64.errors.min():.1e}")
 print(f"float32: best h {sw32.best_step:.1e}, error {sw32.errors.min():.1e}")
@@ -132,7 +136,7 @@ ts = np.linspace(min(kinks) - 0.3, max(kinks) + 0.3, 81 if FAST else 241)
 values, slopes = G.line_profile(loss_of_row, row, e, ts)
 fd_coarse = [G.directional_derivative(loss_of_row, row + tt * e, e, 0.05) for tt in ts]
 fd_fine = [G.directional_derivative(loss_of_row, row + tt * e, e, 1e-6) for tt in ts]
-fig = PL.plot_line_profile(
+fig = PG.plot_line_profile(
     ts,
     values,
     slopes,
@@ -158,7 +162,7 @@ sweeps = {
         direction=e,
     ),
 }
-fig = PL.plot_step_sweep(sweeps, guides=False, title="a corner breaks the V")
+fig = PG.plot_step_sweep(sweeps, guides=False, title="a corner breaks the V")
 plt.show()
 lin = sweeps["linear, 0.01 from a corner"]
 small_h = (lin.steps > 1e-6) & (lin.steps < 0.005)
@@ -171,13 +175,20 @@ assert lin.errors[small_h].max() < 1e-4 and lin.errors[lin.steps > 0.011].min() 
 # %% [markdown]
 # ## 4. `torch.autograd.gradcheck`
 # `gradcheck` automates section 1: it compares every entry of the analytical Jacobian with
-# a central difference (step $10^{-6}$, float64) and fails if any disagrees. It passes for
+# a central difference (in float64, with its own step `eps` and tolerances `atol`, `rtol`,
+# printed by the cell from its signature) and fails if any disagrees. It passes for
 # the sigmoid step with fixed targets; it fails at a point placed exactly on a corner of the
 # linear ramp (not a bug: the derivative does not exist there); and it fails for
 # `gradient="identity"`, which back-propagates an update that is **not the gradient of any
 # function**: finite differences cannot check it (section 5 compares it differently).
 
 # %%
+gc_defaults = {
+    k: v.default
+    for k, v in inspect.signature(torch.autograd.gradcheck).parameters.items()
+    if k in ("eps", "atol", "rtol")
+}
+print("gradcheck defaults:", gc_defaults)
 xg = f.clone().requires_grad_(True)
 ok_sigmoid = torch.autograd.gradcheck(loss_fixed, (xg,))
 ok_corner = torch.autograd.gradcheck(
@@ -209,7 +220,7 @@ for dl in (0.1, 0.3, 1.0, 3.0):
         )
 assert all(c > 0 for *_, c, _ in rows)
 r = G.identity_vs_smooth(f, y, delta=1.0, smoothing="sigmoid")
-fig = PL.plot_update_comparison(
+fig = PG.plot_update_comparison(
     r.identity, r.smooth, y, title=f"delta = 1, sigmoid: cosine {r.overall.cosine:.2f}"
 )
 plt.show()
@@ -221,14 +232,16 @@ plt.show()
 # smoothed step is flat (it works at $\delta \to 0$, where the smooth gradient vanishes).
 #
 # ## 6. Balance as the batch gets more imbalanced
+# This section is the course's one lesson on the **balance property** (notebook 06 uses it).
 # With $K$ images per identity and $P$ identities, an anchor has $K-1$ positives and
-# $(P-1)K$ negatives. `L.gradient_mass` sums $|\partial L/\partial d|$ over positive pairs
-# and over negative pairs. The ranking part of the identity update (`"drsl_rank"`, $\lambda
-# = 0$) gives exactly as much total push to the positives as to the negatives, for every $P$
-# (`G.push_totals` checks it per anchor). The batch-hard triplet is balanced too, trivially
-# (one positive against one negative per anchor), and so, on these batches, is the smooth
-# gradient; a pairwise loss such as contrastive is not: the share of its push that goes to
-# the negatives grows with their number.
+# $(P-1)K$ negatives (the PK ratio of notebook 00). `L.gradient_mass` sums
+# $|\partial L/\partial d|$ over positive pairs and over negative pairs. The ranking part of
+# the identity update (`"drsl_rank"`, $\lambda = 0$) gives exactly as much total push to the
+# positives as to the negatives, for every $P$ (`G.push_totals` checks it per anchor). The
+# batch-hard triplet is balanced too, trivially (one positive against one negative per
+# anchor), and so, on these batches, is the smooth gradient; a pairwise loss such as
+# contrastive is not: the share of its push that goes to the negatives grows with their
+# number.
 
 # %%
 names = ["drsl_rank", "drsl_smooth", "triplet", "contrastive"]
@@ -247,8 +260,8 @@ for P in P_VALUES:
     assert np.allclose(pt["pos_push"], pt["neg_push"]) and np.allclose(pt["pos_abs"], pt["neg_abs"])
 assert np.allclose(ratio["drsl_rank"], 1.0)
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
-PL.plot_balance(P_VALUES, ratio, ax=axes[0], title="total push: positives / negatives")
-PL.plot_balance(
+PG.plot_balance(P_VALUES, ratio, ax=axes[0], title="total push: positives / negatives")
+PG.plot_balance(
     P_VALUES,
     per_pair,
     ax=axes[1],
@@ -260,9 +273,10 @@ plt.show()
 # %% [markdown]
 # Left: the identity update stays at exactly 1 (by construction, for every anchor and any
 # batch); the contrastive loss drifts towards the negatives as $P$ grows. Right: to keep the
-# totals equal, each positive pair gets
-# $(P-1)K/(K-1)$ times the push of a negative pair under the identity update, which is the
-# sense in which DRSL "shrugs off" imbalance.
+# totals equal, each positive pair gets $(P-1)K/(K-1)$ times the push of a negative pair
+# under the identity update. This is the mechanism the paper credits for resisting
+# imbalance; it is a property of the update, not yet of training: notebook 04 tests whether
+# it helps training on our data.
 
 # %%
 expected = [(P - 1) * 4 / 3 for P in P_VALUES]
@@ -272,9 +286,10 @@ assert np.allclose(per_pair["drsl_rank"], expected)
 
 # %% [markdown]
 # ## Summary
-# - DRSL's autograd gradient (sigmoid step, fixed targets) matches central differences to
-#   about $10^{-9}$; the error-versus-step curve is a V, truncation on the right, round-off on
-#   the left, with a higher floor in float32.
+# - DRSL's autograd gradient (sigmoid step, fixed targets) matches central differences
+#   within `FD_RTOL` (the relative error is printed in section 1); the error-versus-step
+#   curve is a V, truncation on the right, round-off on the left, with a higher floor in
+#   float32.
 # - The linear ramp's corners break finite differences (and `gradcheck`) wherever the step
 #   straddles a corner; the identity update is not a gradient at all, so it is checked by its
 #   properties instead.
@@ -282,13 +297,69 @@ assert np.allclose(per_pair["drsl_rank"], expected)
 #   to 1 for wider $\delta$) and keeps positives and negatives in exact balance as $P$ grows.
 #
 # ## Exercises
-# 1. In section 2, replace the sigmoid by the linear ramp: at a random point, does the V
-#    survive? Why (how far is the nearest corner)?
-# 2. Pass `loss_moving` instead of `loss_fixed` to `gradcheck` in section 4: which check
-#    fails, and why is it the check, not the loss, that is wrong?
-# 3. Re-run section 6 with $\lambda = 1$ (`sort_weight=1.0`): which ratio moves above 1, and
-#    what extra push does the sorting term add?
+# Each exercise is followed by its solution (hidden in the student edition).
 #
+# **Exercise 1.** In section 2, replace the sigmoid by the linear ramp: at a random point,
+# does the V survive? Why (how far is the nearest corner)?
+
+# %% [markdown] tags=["solution"]
+# **Solution 1.** Yes, as long as $h$ stays below the distance to the nearest corner: between
+# corners the linear ramp is piecewise linear in the distances, and DRSL is smooth there. The
+# nearest corner is where some score gap $|s_j - s_i|$ is exactly $\delta$; the cell measures
+# how far the random point is from one, and finds the V's bottom at a step below it.
+
+# %% tags=["solution"]
+loss_lin = partial(L.drsl_loss, labels=y, angle_embeddings=f, smoothing="linear", delta=0.5)
+sw_lin = G.step_sweep(loss_lin, f)
+gaps = (L.retrieval_scores(f)[:, :, None] - L.retrieval_scores(f)[:, None, :]).abs()
+corner = float((gaps - 0.5).abs().min())
+print(f"linear: best h {sw_lin.best_step:.1e}, error {sw_lin.errors.min():.1e}; "
+      f"nearest corner {corner:.1e} away in score units")  # fmt: skip
+assert sw_lin.errors.min() < FD_RTOL and sw_lin.best_step < corner
+
+# %% [markdown]
+# **Exercise 2.** Pass `loss_moving` instead of `loss_fixed` to `gradcheck` in section 4:
+# which check fails, and why is it the check, not the loss, that is wrong?
+
+# %% [markdown] tags=["solution"]
+# **Solution 2.** `gradcheck` fails. The loss detaches its angle targets by design (spec:
+# "no gradient flows through" $t$), so autograd leaves out the targets' motion; the finite
+# differences, moving $x$, move the targets too. The check compares two different
+# functions: it must hold the targets fixed, as `loss_fixed` does.
+
+# %% tags=["solution"]
+ok_moving = torch.autograd.gradcheck(loss_moving, (xg,), raise_exception=False)
+print(f"gradcheck with moving targets: {ok_moving}")
+assert not ok_moving and ok_sigmoid
+
+# %% [markdown]
+# **Exercise 3.** Re-run section 6 with $\lambda = 1$ (`sort_weight=1.0`): does the total
+# push on the positives still equal the push on the negatives? Where does the sorting term's
+# push go?
+
+# %% [markdown] tags=["solution"]
+# **Solution 3.** The totals stay equal. The sorting part moves positives against positives
+# only (a positive of higher target is pushed up past a lower-target one, which is pushed
+# down) and sums to zero over each anchor's items; it adds nothing on negatives. On these
+# batches it never reverses a positive's direction, so the absolute push on the positives
+# keeps its total too: the sort *redistributes* the ranking part's push among the positives.
+
+# %% tags=["solution"]
+for P in P_VALUES:
+    emb = 0.3 * torch.randn(P * 4, 8, generator=torch.Generator().manual_seed(P))
+    lab = torch.arange(P).repeat_interleave(4)
+    full = L.gradient_mass(L.get_loss("drsl", sort_weight=1.0), emb, lab)
+    upd = L.identity_update(L.retrieval_scores(emb), lab, L.angle_targets(emb), sort_weight=1.0)
+    neg_pairs = lab[:, None] != lab[None, :]
+    moved = upd.sorting.abs().sum().item()
+    print(f"P = {P:2d}: positives / negatives {full['pos'] / full['neg']:.6f}; "
+          f"sorting part moves {moved:.4f} in all, {upd.sorting[neg_pairs].abs().sum():.1e} "
+          f"of it on negatives")  # fmt: skip
+    assert np.isclose(full["pos"], full["neg"]) and moved > 0
+    assert torch.all(upd.sorting[neg_pairs] == 0)
+    assert torch.allclose(upd.sorting.sum(dim=1), torch.zeros(len(lab)), atol=1e-15)
+
+# %% [markdown]
 # ## References
 # - Rank-in-Rank Loss for Person Re-identification, ACM TOMM, doi:10.1145/3532866.
 # - K. Oksuz et al., "Rank & Sort Loss for Object Detection and Instance Segmentation",

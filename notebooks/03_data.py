@@ -36,21 +36,27 @@
 # (650 images in fast mode, 10,400 otherwise, in `data/`) and reuses it afterwards.
 
 # %%
+import inspect
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import torch
+from IPython.display import Markdown, display
 
 import drsl
 from drsl.config import data_dir, fast_mode
 from drsl.data.datasets import load_dataset
 from drsl.data.features import color_histogram_features, load_images, raw_pixel_features
 from drsl.data.sampler import PKSampler, pk_pos_neg_ratio
-from drsl.data.synth import ensure_dataset, read_manifest
+from drsl.data.synth import ensure_dataset, generate, read_manifest
+from drsl.distances import pairwise_euclidean
 from drsl.metrics import average_precision, evaluate_embeddings, evaluate_rank
+from drsl.metrics.reference import evaluate_market
 from drsl.plotting import (
     plot_dataset_statistics,
     plot_identities_across_cameras,
-    plot_pk_ratio,
     plot_protocol_example,
 )
 
@@ -106,10 +112,10 @@ splits.statistics()
 fig = plot_dataset_statistics(splits)
 
 # %% [markdown]
-# ## 3. PK batches and their imbalance
-# A PK batch holds $P$ identities with $K$ images each. One anchor then has $K-1$ positives
-# and $(P-1)K$ negatives, a ratio of $(K-1)/((P-1)K)$: 3 to 60 for the common $16 \times 4$.
-# We draw a batch from `PKSampler` and count, for every anchor, its positives and negatives.
+# ## 3. PK batches on the synthetic set
+# Notebook 00 taught the PK ratio: in a batch of $P$ identities with $K$ images each, an
+# anchor has $K-1$ positives and $(P-1)K$ negatives. Here we draw a real batch from the
+# synthetic train split with `PKSampler` and check that every anchor sees exactly that.
 
 # %%
 P, K = (8, 4) if FAST else (16, 4)
@@ -124,20 +130,14 @@ print(
     f"{len(sampler)} batches per epoch of {sampler.batch_size} images, identities: "
     f"{len(np.unique(labels))}"
 )
-print(f"per anchor: {positives[0]} positives, {negatives[0]} negatives")
+print(f"per anchor: {positives[0]} positives, {negatives[0]} negatives (P = {P}, K = {K})")
+assert np.all(positives == K - 1) and np.all(negatives == (P - 1) * K)
+assert sampler.pos_neg_ratio == pk_pos_neg_ratio(P, K)
 assert np.all(positives / negatives == sampler.pos_neg_ratio)
-assert sampler.pos_neg_ratio == pk_pos_neg_ratio(P, K) == (K - 1) / ((P - 1) * K)
-
-# %% [markdown]
-# Growing $P$ adds negatives; growing $K$ adds positives, but only up to a ratio of $1/(P-1)$.
-# Any loss that averages over all pairs of a batch is dominated by negatives.
-
-# %%
-fig = plot_pk_ratio(P_values=range(2, 65), K_values=(2, 4, 8))
 
 # %% [markdown]
 # ## 4. The evaluation protocol on a tiny example
-# A query of identity 7 seen by camera 1, and eight gallery items sorted by distance. The
+# A query of identity 7 seen by camera 0, and eight gallery items sorted by distance. The
 # Market-1501 protocol, per query:
 # 1. drops gallery items of the **same identity and the same camera**: they are frames of the
 #    same tracklet, near duplicates that say nothing about finding a person *across* cameras;
@@ -179,6 +179,19 @@ assert np.isclose(res.mAP, ap_noninterp) and np.isclose(res.mINP, inp)
 print("CMC (rank 1..5):", res.cmc.tolist())
 
 # %% [markdown]
+# `evaluate_rank` is vectorised over queries (and long). The same protocol as a short loop,
+# one query at a time, is `drsl.metrics.reference.evaluate_market`: its source is below, and
+# it must give the same CMC, mAP and mINP (checked here on the tiny example; section 4's end
+# checks it on the whole synthetic test split).
+
+# %%
+display(Markdown(f"```python\n{inspect.getsource(evaluate_market)}```"))
+ref = evaluate_market(distances[None], np.array([q_pid]), g_pids, np.array([q_camid]), g_camids,
+                      max_rank=5)  # fmt: skip
+assert np.allclose(ref["cmc"], res.cmc) and np.isclose(ref["mAP"], res.mAP)
+assert np.isclose(ref["mINP"], res.mINP)
+
+# %% [markdown]
 # Why drop same-camera matches? Because they make the task trivial. Below, the raw pixels of
 # the synthetic query and gallery images are compared directly (nearest neighbour): first under
 # the protocol, then pretending every gallery image comes from another camera, so that the
@@ -201,6 +214,12 @@ print(f"raw pixels, Market protocol:          mAP {protocol.mAP:.1%}, rank-1 {pr
 print(
     f"raw pixels, same camera counted too:  mAP {no_camera.mAP:.1%}, rank-1 {no_camera.cmc[0]:.1%}"
 )
+assert no_camera.mAP > protocol.mAP  # the same-camera frames inflate the score
+ref = evaluate_market(pairwise_euclidean(q_raw, g_raw).numpy(), q_pids, g_pids_all, q_camids,
+                      g_camids_all)  # fmt: skip
+assert np.isclose(ref["mAP"], protocol.mAP) and np.isclose(ref["mINP"], protocol.mINP)
+assert np.allclose(ref["cmc"][: len(protocol.cmc)], protocol.cmc)
+print(f"drsl.metrics.reference.evaluate_market agrees on all {len(q_pids)} queries")
 
 # %% [markdown]
 # ## 5. Hand-made baselines stay poor
@@ -241,29 +260,119 @@ baselines.style.format("{:.1%}")
 # ## 6. Your own data
 # The loaders never download anything; point them at a folder you have. `load_dataset`
 # recognises the layout (Market-1501 and DukeMTMC-reID folders, CUHK03-np's `detected/` and
-# `labeled/`, MSMT17's list files, V1 or V2) and says what it expected when it finds nothing:
+# `labeled/`, MSMT17's list files, V1 or V2) and says what it expected when it finds nothing,
+# in one line (a `FileNotFoundError`; here caught and printed):
 
-# %% tags=["raises-exception"]
-load_dataset(data_dir() / "Market-1501-v15.09.15")
+# %%
+try:
+    load_dataset(data_dir() / "Market-1501-v15.09.15")
+except FileNotFoundError as err:
+    print(f"{type(err).__name__}: {err}")
 
 # %% [markdown]
 # ## Summary
 # - The synthetic set behaves like re-ID data: families of identities that share most
 #   attributes, cameras that change colour, view and background, Market-1501 file names.
-# - A PK batch gives each anchor $K-1$ positives against $(P-1)K$ negatives (1 : 20 for
-#   16 x 4): the imbalance DRSL is designed for.
+# - A PK batch of the synthetic set gives each anchor exactly the $K-1$ positives and
+#   $(P-1)K$ negatives of notebook 00's PK ratio.
 # - The Market protocol drops same-identity same-camera items and junk and keeps distractors;
 #   without it, near-duplicate frames inflate the scores. The two AP conventions differ and
-#   `drsl.metrics` computes both, vectorised over queries.
+#   `drsl.metrics` computes both, vectorised over queries; the short per-query loop of
+#   `drsl.metrics.reference.evaluate_market` gives the same numbers.
 #
 # ## Exercises
-# 1. Set `q_camid = 1` in section 4. Which items are dropped now, and how do both APs change?
-# 2. Show that with a single match at rank $r$ the Market AP is $\frac12(\frac{0}{r-1} +
-#    \frac1r)$ for $r > 1$, half the non-interpolated AP. Check it with `average_precision`.
-# 3. Draw a set with `generate(out, difficulty=0.0, num_train_ids=20, num_test_ids=50)` from
-#    `drsl.data.synth` and rerun section 5. Which baseline profits most from clean cameras?
-# 4. For a fixed batch of 64 images, which $(P, K)$ maximises the positive:negative ratio?
+# Each exercise is followed by its solution (hidden in the student edition).
 #
+# **Exercise 1.** Set `q_camid = 1` in section 4. Which items are dropped now, and how do
+# both APs change?
+
+# %% [markdown] tags=["solution"]
+# **Solution 1.** The same-camera match is now item 1 (identity 7, camera 1), and item 0, the
+# camera-0 match, comes back. Item 0 is the nearest item and item 1 the next, so the kept
+# list is the same sequence of hits and misses: both APs are unchanged. The cell lists the
+# dropped items and recomputes both APs with `drsl.metrics` (the protocol is applied by
+# `evaluate_rank`, so no hand masks are needed).
+
+# %% tags=["solution"]
+for cam in (0, 1):
+    dropped = np.flatnonzero(((g_pids == q_pid) & (g_camids == cam)) | (g_pids == -1))
+    aps = {
+        mode: evaluate_rank(distances[None], [q_pid], g_pids, [cam], g_camids, ap_mode=mode).mAP
+        for mode in ("noninterp", "market")
+    }
+    print(f"q_camid = {cam}: dropped items {dropped.tolist()}, AP {aps['noninterp']:.4f} "
+          f"(non-interp.), {aps['market']:.4f} (Market)")  # fmt: skip
+    if cam == 1:
+        assert dropped.tolist() == [1, 5] and np.isclose(aps["noninterp"], ap_noninterp)
+        assert np.isclose(aps["market"], ap_market)
+
+# %% [markdown]
+# **Exercise 2.** Show that with a single match at rank $r$ the Market AP is
+# $\frac12(\frac{0}{r-1} + \frac1r)$ for $r > 1$, half the non-interpolated AP. Check it with
+# `average_precision`.
+
+# %% [markdown] tags=["solution"]
+# **Solution 2.** With one match ($N = 1$, $k = 1$) the trapezoid term reads
+# $\frac12(\frac{k-1}{r-1} + \frac{k}{r}) = \frac12(0 + \frac1r)$, while the
+# non-interpolated AP is $\frac{k}{r} = \frac1r$: half of it. At $r = 1$ both are 1.
+
+# %% tags=["solution"]
+for r_ in range(1, 8):
+    one = np.zeros(10, dtype=bool)
+    one[r_ - 1] = True
+    ni, mk = average_precision(one), average_precision(one, mode="market")
+    assert np.isclose(ni, 1 / r_) and np.isclose(mk, 1.0 if r_ == 1 else 0.5 / r_)
+print("single match: Market AP = half the non-interpolated AP for every r > 1")
+
+# %% [markdown]
+# **Exercise 3.** With `generate` from `drsl.data.synth`, draw two small sets into fresh
+# folders, one with clean cameras (`difficulty=0.0`) and one with the default difficulty
+# (e.g. `num_train_ids=4, num_test_ids=30, num_distractors=20, num_junk=10`), and rerun
+# section 5 on both. Which baseline profits most from clean cameras?
+
+# %% [markdown] tags=["solution"]
+# **Solution 3.** The cell draws both sets (a few seconds each) and evaluates the three
+# hand-made features on each; the table's last column is the gain in mAP. With clean cameras
+# the colour cast and the backgrounds no longer dominate, so every feature gains; which gains
+# most is printed (computed, not assumed).
+
+# %% tags=["solution"]
+small = dict(num_train_ids=4, num_test_ids=30, num_distractors=20, num_junk=10, progress=False)
+gains = {}
+with tempfile.TemporaryDirectory() as tmp:
+    for difficulty in (1.0, 0.0):
+        sp = load_dataset(generate(Path(tmp) / f"d{difficulty}", difficulty=difficulty, **small))
+        (qp, qc), (gp, gc) = sp.arrays("query"), sp.arrays("gallery")
+        qi = load_images([p_ for p_, _, _ in sp.query])
+        gi = load_images([p_ for p_, _, _ in sp.gallery])
+        for name, feat in (("raw pixels", raw_pixel_features), ("HSV histogram",
+                           color_histogram_features)):  # fmt: skip
+            r_ = evaluate_embeddings(torch.from_numpy(feat(qi)), torch.from_numpy(feat(gi)),
+                                     qp, gp, qc, gc)  # fmt: skip
+            gains.setdefault(name, {})[f"mAP, difficulty {difficulty}"] = r_.mAP
+table = pd.DataFrame(gains).T
+table["gain"] = table["mAP, difficulty 0.0"] - table["mAP, difficulty 1.0"]
+print(f"most helped by clean cameras: {table['gain'].idxmax()}")
+assert (table["gain"] > 0).all()
+table.style.format("{:.1%}")
+
+# %% [markdown]
+# **Exercise 4.** In the example of section 4, turn the distractor (pid 0) into junk
+# (pid -1): how do AP and CMC change, and why?
+
+# %% [markdown] tags=["solution"]
+# **Solution 4.** The distractor is a negative ranked between matches; as junk it is dropped,
+# so the matches after it move up one rank: AP rises and the CMC can only rise.
+
+# %% tags=["solution"]
+as_junk = np.where(g_pids == 0, -1, g_pids)
+kept = evaluate_rank(distances[None], [q_pid], g_pids, [q_camid], g_camids, max_rank=5)
+res_junk = evaluate_rank(distances[None], [q_pid], as_junk, [q_camid], g_camids, max_rank=5)
+print(f"distractor kept: mAP {kept.mAP:.4f}, CMC {kept.cmc.tolist()}")
+print(f"as junk:         mAP {res_junk.mAP:.4f}, CMC {res_junk.cmc.tolist()}")
+assert res_junk.mAP > kept.mAP and np.all(res_junk.cmc >= kept.cmc)
+
+# %% [markdown]
 # ## References
 # - Rank-in-Rank Loss for Person Re-identification, ACM TOMM, doi:10.1145/3532866.
 # - L. Zheng et al., Scalable Person Re-identification: A Benchmark, ICCV 2015 (Market-1501).

@@ -16,7 +16,7 @@
 # %% [markdown]
 # # 06 Explore: move P, K and delta and watch who gets the gradient
 #
-# *Part of the drsl course. Our reading of the paper is in `shared/spec/drsl-loss.md`
+# *Part of the drsl course. Our reading of the paper is in `docs/drsl-loss-spec.md`
 # ("our reading": the paper's full text is not available to us).*
 #
 # ## Goals
@@ -25,10 +25,10 @@
 # - Read one anchor's ranked list and tell which positives cost DRSL its ranking error.
 # - Run the same explorer as a standalone app (Voila) and as static figures.
 #
-# With `P` identities and `K` images each, one anchor sees `K - 1` positives and `(P - 1) K`
-# negatives: the positive:negative ratio `(K - 1) / ((P - 1) K)` falls from 0.75 (`P = 2`,
-# `K = 4`) to 0.05 (`P = 16`). The explorer computes every loss of the course on a toy batch
-# of that shape and shows where each loss puts its gradient.
+# The batches are notebook 00's PK batches (its PK ratio: `K - 1` positives against
+# `(P - 1) K` negatives per anchor; the setup cell prints the range the explorer spans). The
+# explorer computes every loss of the course on a toy batch of that shape and shows where each
+# loss puts its gradient.
 
 # %% [markdown]
 # ## Setup
@@ -51,6 +51,9 @@ STEPS = 30 if FAST else 60
 P_GRID = (2, 8) if FAST else (2, 4, 8, 16)
 torch.manual_seed(0)
 print(f"drsl {drsl.__version__}, torch {torch.__version__}, fast mode: {FAST}, data: {data_dir()}")
+span = [explore.pos_neg_ratio(P, 4) for P in explore.DEFAULT_P_VALUES]
+print(f"K = 4, P = {min(explore.DEFAULT_P_VALUES)}..{max(explore.DEFAULT_P_VALUES)}: "
+      f"ratio from {max(span):.3g} down to {min(span):.3g}")  # fmt: skip
 
 # %% [markdown]
 # ## 1. The explorer
@@ -94,14 +97,14 @@ print({name: round(v, 4) for name, v in b.summary.values.items()})
 
 # %% [markdown]
 # ## 2. What to try
-# 1. **Grow the batch.** Move `P` from 2 to 16 at `K = 4`. The DRSL bars stay close to an
-#    even split between positives and negatives; the contrastive loss, a mean over all
-#    `B (B - 1)` pairs, pulls each positive pair less and less (middle curve panel: the solid
-#    red line falls towards the left, where `P` is large).
+# 1. **Grow the batch.** Move `P` from its smallest to its largest value at `K = 4`. The DRSL
+#    bars stay close to an even split between positives and negatives; the contrastive loss,
+#    a mean over all `B (B - 1)` pairs, pulls each positive pair less and less (middle curve
+#    panel: the solid red line falls towards the left, where `P` is large).
 # 2. **Switch the sort off.** Set `sort_weight = 0`: DRSL is then its ranking term alone, and
-#    its identity update moves the positives up exactly as much as it moves the negatives down:
-#    50% to the digit, whatever `P` and `K` (the next cell checks it). With the sort on, the
-#    extra push goes to positives among themselves.
+#    the bars show notebook 02's balance property: its identity update moves the positives up
+#    exactly as much as it moves the negatives down, a 50% share whatever `P` and `K`. With
+#    the sort on, the extra push goes to positives among themselves.
 # 3. **Shrink delta.** With the linear ramp, a (positive, negative) pair stops counting once
 #    the negative is `delta` farther than the positive; a small `delta` leaves only the pairs
 #    that are actually mis-ranked. Compare the smooth gradient with the identity update.
@@ -109,14 +112,19 @@ print({name: round(v, 4) for name, v in b.summary.values.items()})
 #    loss rises, and in the toy tab the points have more to sort out.
 
 # %% [markdown]
-# The balance of item 2 is the reason DRSL shrugs off imbalance (spec, "Two ways to get a
-# gradient"); it holds for every batch shape, which this cell checks for a few.
+# The explorer's 50% is notebook 02's balance property read off the bars (notebook 02 derives
+# and checks it). It is a property of the update; whether it makes *training* resist
+# imbalance is what notebook 04 measured, and on our data it found no sign that imbalance by
+# itself hurts any loss and no established advantage for DRSL. The next cell reads the share
+# the explorer shows for the current `P` and `K` with the sort off.
 
 # %%
-for P, K in [(2, 4), (8, 4), (16, 2), (4, 8)]:
-    s = explore.summarize_batch(P, K, losses=("drsl",), sort_weight=0.0, separation=1.0)
-    print(f"P={P:2d} K={K}: ratio {s.ratio:.3f}, DRSL share on positives {s.pos_share('drsl'):.4f}")
-    assert abs(s.pos_share("drsl") - 0.5) < 1e-6
+s0 = explore.summarize_batch(b.controls["P"].value, b.controls["K"].value, losses=("drsl",),
+                             sort_weight=0.0)  # fmt: skip
+print(
+    f"P={s0.P} K={s0.K}: ratio {s0.ratio:.3f}, DRSL share on positives {s0.pos_share('drsl'):.4f}"
+)
+assert abs(s0.pos_share("drsl") - 0.5) < 1e-6
 
 # %% [markdown]
 # ## 3. The same content as static figures
@@ -158,17 +166,70 @@ plt.show()
 #   loss of the course on such a batch, and its curves against that ratio.
 # - A loss averaged over all pairs (contrastive) spreads its gradient over the pairs, so more
 #   negatives means less pull on each positive; DRSL's ranking term hands the positives exactly
-#   as much total push as the negatives (checked above for several batch shapes).
+#   as much total push as the negatives (notebook 02's balance property, visible in the bars).
+#   Notebook 04 found that this does not, on our data, make DRSL train better as batches get
+#   more imbalanced.
 # - The same functions draw the widgets, the static grid and the Voila app.
 #
 # ## Exercises
-# 1. In the explorer, at `K = 2`, move `P` from 2 to 16. By what factor does the contrastive
-#    loss's mass on positives fall? Predict it from the number of pairs before you look.
-# 2. Set `sort_weight = 2` and `P = 2`. Where does the extra gradient go, and why is it zero
-#    when `sort_weight = 0`? (Hint: spec, the sorting error `l_S - l*_S`.)
-# 3. In the toy tab, train with the triplet loss and with Smooth-AP. Which one keeps pushing
-#    once every identity is separated, and why? (Hint: the step function each one uses.)
+# Each exercise is followed by its solution (hidden in the student edition).
 #
+# **Exercise 1.** In the explorer, at `K = 2`, move `P` from 2 to 16. By what factor does the
+# contrastive loss's mass on positives fall? Predict it from the number of pairs before you
+# look.
+
+# %% [markdown] tags=["solution"]
+# **Solution 1.** The contrastive loss is a mean over all $B(B-1)$ ordered pairs, of which
+# $PK(K-1)$ are positive. With $K = 2$ the positives' share of the pairs is $1/(2P-1)$: 1/3 at
+# $P = 2$, 1/31 at $P = 16$, so the prediction is a factor $31/3 \approx 10.3$ if each
+# positive pair kept its own pull. Each pull is proportional to the pair's distance, which
+# varies a little between the two toy batches, so the measured factor is close, not equal.
+
+# %% tags=["solution"]
+few_ids, many_ids = explore.summarize_batch(2, 2), explore.summarize_batch(16, 2)
+factor = few_ids.mass["contrastive"]["pos"] / many_ids.mass["contrastive"]["pos"]
+predicted = (2 * 16 - 1) / (2 * 2 - 1)
+print(f"measured factor {factor:.2f}, predicted from the pair counts {predicted:.2f}")
+assert abs(factor / predicted - 1) < 0.2
+
+# %% [markdown]
+# **Exercise 2.** Set `sort_weight = 2` and `P = 2`. Where does the extra gradient go, and why
+# is it zero when `sort_weight = 0`? (Hint: spec, the sorting error `l_S - l*_S`.)
+
+# %% [markdown] tags=["solution"]
+# **Solution 2.** All of it goes to positive pairs: the sorting error $\ell_S - \ell^*_S$ of
+# a positive is owed to the lower-target positives ranked above it, so the sort moves
+# positives against positives and leaves the negatives' mass unchanged. With
+# `sort_weight = 0` its weight $\lambda$ multiplies it away.
+
+# %% tags=["solution"]
+m0 = explore.summarize_batch(2, 4, losses=("drsl",), sort_weight=0.0).mass["drsl"]
+m2 = explore.summarize_batch(2, 4, losses=("drsl",), sort_weight=2.0).mass["drsl"]
+print(f"sort_weight 0: positives {m0['pos']:.5f}, negatives {m0['neg']:.5f}")
+print(f"sort_weight 2: positives {m2['pos']:.5f}, negatives {m2['neg']:.5f}")
+assert m2["pos"] > m0["pos"] and abs(m2["neg"] - m0["neg"]) < 1e-9
+
+# %% [markdown]
+# **Exercise 3.** In the toy tab, train with the triplet loss and with Smooth-AP. Which one
+# keeps pushing once every identity is separated, and why? (Hint: the step function each one
+# uses.)
+
+# %% [markdown] tags=["solution"]
+# **Solution 3.** Smooth-AP keeps pushing: its sigmoid step is never exactly flat, so every
+# pair keeps a small gradient. The batch-hard triplet's hinge is exactly zero once every
+# anchor's hardest negative is a margin farther than its hardest positive, and then nothing
+# moves. On well separated identities (the cell starts from `separation = 4`, `noise = 0.3`)
+# the triplet loss reaches 0 and its points stop; Smooth-AP's still move at the last step.
+
+# %% tags=["solution"]
+easy = dict(separation=4.0, noise=0.3, steps=STEPS)
+trip, sap = (explore.train_toy(n, 5, 4, **easy) for n in ("triplet", "smooth_ap"))
+last_move = {r.loss: float((r.positions[-1] - r.positions[-2]).abs().max()) for r in (trip, sap)}
+print(f"final losses: triplet {trip.losses[-1]:.4f}, Smooth-AP {sap.losses[-1]:.2e}; "
+      f"last step moved a point by {last_move}")  # fmt: skip
+assert trip.losses[-1] == 0 and last_move["triplet"] == 0 and last_move["smooth_ap"] > 0
+
+# %% [markdown]
 # ## References
 # - Rank-in-Rank Loss for Person Re-identification, ACM TOMM, doi:10.1145/3532866.
 # - K. Oksuz et al., Rank & Sort Loss for Object Detection and Instance Segmentation, ICCV 2021.

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from drsl.data.datasets import BadImageError
 from drsl.data.features import color_histogram_features, load_images, raw_pixel_features
 
 
@@ -45,5 +46,19 @@ def test_load_images_resizes_and_names_bad_files(tmp_path):
     (tmp_path / "b.jpg").write_bytes(b"nope")
     arr = load_images([str(tmp_path / "a.jpg")])
     assert arr.shape == (1, 128, 64, 3) and arr.dtype == np.uint8
-    with pytest.raises(OSError, match="b.jpg"):
+    with pytest.raises(BadImageError, match=r"b.jpg is unreadable \(not an image"):
         load_images([str(tmp_path / "b.jpg")])
+
+
+def test_load_images_counts_the_other_bad_files(tmp_path):
+    good = tmp_path / "a.jpg"
+    Image.new("RGB", (32, 64), (10, 20, 30)).save(good)
+    data = good.read_bytes()
+    (tmp_path / "t.jpg").write_bytes(data[: len(data) // 2])  # truncated
+    (tmp_path / "z.jpg").write_bytes(b"")  # zero bytes
+    paths = [str(tmp_path / n) for n in ("a.jpg", "t.jpg", "a.jpg", "z.jpg")]
+    with pytest.raises(BadImageError) as info:
+        load_images(paths)
+    msg = str(info.value)
+    assert msg.startswith(f"image {tmp_path / 't.jpg'} is unreadable (truncated)")
+    assert "1 other image is bad too" in msg and "\n" not in msg

@@ -1,5 +1,6 @@
 """Dataset loaders on small fixture trees written by the tests in each dataset's layout."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -7,6 +8,7 @@ import pytest
 from PIL import Image
 
 from drsl.data.datasets import (
+    BadImageError,
     ImageDataset,
     ReIDSplits,
     load_cuhk03np,
@@ -14,7 +16,10 @@ from drsl.data.datasets import (
     load_dukemtmc,
     load_market1501,
     load_msmt17,
+    main,
     parse_market_name,
+    read_image,
+    scan_images,
 )
 
 
@@ -180,9 +185,50 @@ def test_image_dataset(market):
     assert ds[1] == ((8, 4, 3), 5, 2)
 
 
+def _manifest_of(root: Path, **extra) -> dict:
+    files = sorted(p for d in MARKET for p in (root / d).glob("*.jpg"))
+    rels = [p.relative_to(root).as_posix() for p in files]
+    return {
+        "generator": "drsl.data.synth",
+        "files": {r: "0" * 64 for r in rels},
+        "sizes": {r: (root / r).stat().st_size for r in rels},
+        **extra,
+    }
+
+
 def test_synthetic_manifest_sets_the_name(market):
-    (market / "manifest.json").write_text('{"generator": "drsl.data.synth"}')
+    (market / "manifest.json").write_text(json.dumps(_manifest_of(market)))
     assert load_dataset(market).name == "synthetic"
+
+
+def test_half_written_synthetic_set_is_refused_with_the_repair_command(market):
+    # issue 12 item 3: a killed generator's set trained on 215 of 650 images without a word
+    manifest = _manifest_of(market, settings={"seed": 3})
+    (market / "manifest.json").write_text(json.dumps(manifest))
+    victim = market / "query" / "0003_c1s1_000011_00.jpg"
+    victim.unlink()
+    with pytest.raises(ValueError) as info:
+        load_dataset(market)
+    msg = str(info.value)
+    assert "half-written or damaged (10 of 11 images present (1 missing" in msg
+    assert f"repair it with: python -m drsl.data.synth --out {market} --force --seed 3" in msg
+    assert "\n" not in msg
+    # the marker alone (generation interrupted before the manifest): refused too
+    (market / "manifest.json").unlink()
+    (market / ".drsl-synth.json").write_text('{"generator": "drsl.data.synth"}')
+    with pytest.raises(ValueError, match="no manifest.json .*--force"):
+        load_market1501(market)
+    # a folder without marker or manifest is someone's Market copy: loaded as it is
+    (market / ".drsl-synth.json").unlink()
+    assert load_dataset(market).name == "market1501"
+
+
+def test_synthetic_image_of_another_size_is_refused(market):
+    (market / "manifest.json").write_text(json.dumps(_manifest_of(market)))
+    victim = market / "query" / "0003_c1s1_000011_00.jpg"
+    victim.write_bytes(victim.read_bytes()[:-7])
+    with pytest.raises(ValueError, match=r"1 images changed size \(e.g. query/0003_c1s1"):
+        load_dataset(market)
 
 
 # ----------------------------------------------------------------------------- errors
@@ -215,11 +261,70 @@ def test_unreadable_image_is_named(market):
     bad = market / "query" / "0003_c4s1_000013_00.jpg"
     bad.write_bytes(b"\xff\xd8 truncated")
     splits = load_market1501(market)  # names only: fine
-    with pytest.raises(OSError, match=r"unreadable image .*0003_c4s1_000013_00.jpg"):
+    with pytest.raises(BadImageError, match=r"image .*0003_c4s1_000013_00.jpg is unreadable"):
         load_market1501(market, check_images=True)
     index = [Path(p).name for p, _, _ in splits.query].index(bad.name)
-    with pytest.raises(OSError, match=r"unreadable image .*0003_c4s1_000013_00.jpg"):
+    with pytest.raises(BadImageError, match=r"image .*0003_c4s1_000013_00.jpg is unreadable"):
         ImageDataset(splits.query)[index]
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def test_truncated_and_zero_byte_jpegs_are_one_line_errors(tmp_path):
+    # issue 12 item 4: tracebacks with "OSError: Truncated File Read" / UnidentifiedImageError
+    good = tmp_path / "good.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 32, 3), np.uint8)).save(good)
+    truncated, empty = tmp_path / "t.jpg", tmp_path / "z.jpg"
+    truncated.write_bytes(good.read_bytes())
+    _truncate(truncated)
+    empty.write_bytes(b"")
+    assert read_image(good).size == (32, 64)
+    for path, reason in ((truncated, "truncated"), (empty, "empty file")):
+        with pytest.raises(BadImageError) as info:
+            read_image(path)
+        assert str(info.value) == f"image {path} is unreadable ({reason})"
+        assert isinstance(info.value, ValueError) and info.value.reason == reason
+    with pytest.raises(BadImageError, match=r"unreadable \(missing\)"):
+        read_image(tmp_path / "absent.jpg")
+    paths = [good, truncated, good, empty]
+    assert scan_images(paths) == [(str(truncated), "truncated"), (str(empty), "empty file")]
+
+
+def test_check_images_counts_every_bad_image_and_the_command_lists_them(market, capsys):
+    for name in ("0003_c1s1_000011_00.jpg", "0005_c3s1_000012_00.jpg"):
+        _truncate(market / "query" / name)
+    (market / "bounding_box_train" / "0007_c3s1_000001_01.jpg").write_bytes(b"")
+    with pytest.raises(BadImageError) as info:
+        load_dataset(market, check_images=True)
+    msg = str(info.value)
+    assert msg.startswith("image ") and "is unreadable (" in msg
+    assert f"; 2 other images are bad too (python -m drsl.data.datasets --check {market}" in msg
+    assert main(["--check", str(market)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert sum(line.endswith(": truncated") for line in out) == 2
+    assert sum(line.endswith(": empty file") for line in out) == 1
+    assert out[-1] == f"{market}: 11 images, 3 unreadable"
+
+
+def test_check_command_on_a_good_set_and_bad_paths(market, tmp_path, capsys):
+    assert main(["--check", str(market)]) == 0
+    assert capsys.readouterr().out.strip().endswith("11 images, 0 unreadable")
+    with pytest.raises(SystemExit) as info:
+        main(["--check", str(tmp_path / "nowhere")])
+    assert info.value.code == 2
+    assert "missing folder" in capsys.readouterr().err
+
+
+def test_a_file_is_not_called_missing(tmp_path):
+    # issue 12 item 7: "dataset folder not found" for a path that is a file
+    f = tmp_path / "data.zip"
+    f.write_bytes(b"PK")
+    for load in (load_dataset, load_market1501, load_msmt17, load_cuhk03np):
+        with pytest.raises(NotADirectoryError, match=r"data.zip is a file, not a dataset folder"):
+            load(f)
 
 
 def test_empty_split_is_named(market):

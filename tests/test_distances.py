@@ -110,3 +110,36 @@ def test_errors():
         D.pairwise_cosine(x, x.float())
     with pytest.raises(ValueError, match="chunk_size"):
         list(D.chunked_euclidean(x, x, chunk_size=0))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("squared", [False, True])
+def test_inference_path_gives_the_grad_path_values(dtype, squared):
+    """Without a gradient the distances are computed in place and nothing is saved: the same
+    numbers, bit for bit, as the differentiable path, and the definition's up to rounding."""
+    x, y = _x(40, 16, seed=8, dtype=dtype), _x(30, 16, seed=9, dtype=dtype) * 1e3
+    for other in (None, y):
+        with torch.no_grad():
+            fast = D.pairwise_euclidean(x, other, squared=squared)
+        also_fast = D.pairwise_euclidean(x, other, squared=squared)  # no input needs a grad
+        graded = D.pairwise_euclidean(x.requires_grad_(True), other, squared=squared)
+        x.requires_grad_(False)
+        assert graded.requires_grad and not fast.requires_grad and not also_fast.requires_grad
+        assert torch.equal(fast, graded.detach()) and torch.equal(also_fast, fast)
+        diff = x.double()[:, None] - (x if other is None else other).double()[None]
+        ref = (diff**2).sum(-1)  # the definition, in float64 (torch.cdist's own diagonal is not 0)
+        want = (ref if squared else ref.sqrt()).to(dtype)
+        tol = 1e-10 if dtype == torch.float64 else 1e-4
+        torch.testing.assert_close(fast, want, rtol=tol, atol=tol * want.max().item())
+
+
+def test_largest_float32_features_do_not_give_nan():
+    # max |x| >= 2^127: the power-of-two scale 2^128 overflowed to inf and every distance
+    # became NaN; now distances are finite where they fit and inf where they do not
+    x = torch.tensor([[3e38, 0.0], [-3e38, 0.0], [0.0, 0.0]])
+    d = D.pairwise_euclidean(x)
+    assert not torch.isnan(d).any()
+    torch.testing.assert_close(d[0, 2], torch.tensor(3e38))
+    assert torch.isinf(d[0, 1])  # 6e38 does not fit float32
+    blocks = torch.cat([b for _, b in D.chunked_euclidean(x, x, chunk_size=2)])
+    assert not torch.isnan(blocks).any()

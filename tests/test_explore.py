@@ -230,3 +230,20 @@ def test_batch_panel_curves_and_grids_draw():
     assert len(fig.axes) == 8
     with pytest.raises(ValueError, match="step"):
         pe.plot_toy_embedding(runs[0], 9)
+
+
+def test_public_names_live_in_one_submodule_each():
+    """drsl.explore is a package: each public name is re-exported from the one submodule
+    that defines it, and the old flat import path keeps working."""
+    import importlib
+
+    from drsl.explore import BatchSummary, summarize_batch, train_toy  # the public path
+
+    assert summarize_batch is ex.summarize_batch and BatchSummary is ex.BatchSummary
+    assert train_toy.__module__ == "drsl.explore.toy"
+    for name in ex.__all__:
+        obj = getattr(ex, name)
+        home = getattr(obj, "__module__", None)
+        if home is not None and callable(obj):
+            assert home.startswith("drsl.explore."), (name, home)
+            assert getattr(importlib.import_module(home), name) is obj

@@ -369,12 +369,15 @@ def test_tsne_memory_cache(counting_tsne):
 def test_tsne_disk_cache(counting_tsne, tmp_path):
     feats, _, _ = clusters(num_ids=4, per_id=6)
     a = G.tsne(feats, perplexity=5, max_iter=250, cache_dir=tmp_path / "c")
-    files = list((tmp_path / "c").glob("tsne-*.npy"))
-    assert len(files) == 1
+    assert len(list((tmp_path / "c").rglob("output.pkl"))) == 1  # joblib.Memory's result file
     G.clear_tsne_cache()
     b = G.tsne(feats, perplexity=5, max_iter=250, cache_dir=tmp_path / "c")
-    assert counting_tsne.calls == 1
+    assert counting_tsne.calls == 1  # read from disk, not refitted
     np.testing.assert_array_equal(a, b)
+    G.clear_tsne_cache()
+    G.tsne(feats, perplexity=5, max_iter=250, seed=1, cache_dir=tmp_path / "c")
+    assert counting_tsne.calls == 2
+    assert len(list((tmp_path / "c").rglob("output.pkl"))) == 2
 
 
 def test_tsne_separates_clusters_and_checks_input():

@@ -8,6 +8,7 @@ from test_losses_naive import drsl_anchor_terms, drsl_naive, identity_update_nai
 
 from drsl import losses as L
 from drsl.distances import pairwise_euclidean
+from drsl.losses import _kernel as K
 
 LAYOUTS = {
     "pk": [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3],
@@ -123,14 +124,18 @@ def test_from_scores_equals_embedding_form():
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("gradient", L.GRADIENTS)
 def test_half_precision_computes_in_float32(dtype, gradient):
+    # the policy: half-precision inputs are upcast (exactly) and the loss comes back in float32
     f, y = _batch("pk", torch.float32, seed=7, d=16)
     fh = f.to(dtype).requires_grad_(True)
     loss = L.drsl_loss(fh, y, gradient=gradient, smoothing="sigmoid")
-    assert loss.dtype == dtype and torch.isfinite(loss)
-    ref = L.drsl_loss(fh.detach().float(), y, gradient=gradient, smoothing="sigmoid")
-    torch.testing.assert_close(loss.float(), ref, rtol=1e-2, atol=1e-2)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    up = fh.detach().float().requires_grad_(True)
+    ref = L.drsl_loss(up, y, gradient=gradient, smoothing="sigmoid")
+    assert torch.equal(loss, ref)  # the same float32 computation on the same values
     loss.backward()
+    ref.backward()
     assert fh.grad.dtype == dtype and torch.isfinite(fh.grad).all()
+    assert torch.equal(fh.grad, up.grad.to(dtype))  # the float32 gradient, rounded once
     # large half-precision values: the squares would overflow float16 (max 65504)
     big = (f * 3000).to(dtype).requires_grad_(True)
     out = L.drsl_loss(big, y, gradient=gradient)
@@ -191,8 +196,8 @@ def test_large_positive_sets_are_computed_in_blocks(monkeypatch):
     want = L.drsl_loss(fa, y, smoothing="sigmoid")
     want.backward()
     upd = L.identity_update(L.retrieval_scores(f), y, L.angle_targets(f))
-    monkeypatch.setattr(L, "_BLOCK_ELEMENTS", 7)
-    assert len(L._blocks(12, 4)) == 12  # one anchor per block
+    monkeypatch.setattr(K, "_BLOCK_ELEMENTS", 7)
+    assert len(K.blocks(12, 4)) == 12  # one anchor per block
     fb = f.clone().requires_grad_(True)
     got = L.drsl_loss(fb, y, smoothing="sigmoid")
     got.backward()
@@ -204,9 +209,9 @@ def test_large_positive_sets_are_computed_in_blocks(monkeypatch):
 
 def test_block_budget_bounds_memory():
     for b, p in [(64, 3), (1024, 3), (1024, 1023), (5000, 4999)]:
-        blocks = L._blocks(b, p)
+        blocks = K.blocks(b, p)
         assert blocks[0][0] == 0 and blocks[-1][1] == b
-        assert all(r1 - r0 == 1 or (r1 - r0) * p * b <= L._BLOCK_ELEMENTS for r0, r1 in blocks)
+        assert all(r1 - r0 == 1 or (r1 - r0) * p * b <= K._BLOCK_ELEMENTS for r0, r1 in blocks)
 
 
 def test_module_matches_function():

@@ -20,7 +20,7 @@ def H(x: Tensor, smoothing: str, delta: float) -> Tensor:
         return torch.clamp(x / (2 * delta) + 0.5, 0.0, 1.0)
     if smoothing == "sigmoid":
         return 1.0 / (1.0 + torch.exp(-x / delta))
-    return (x > 0).to(x.dtype) + 0.0 * x  # the exact step: zero gradient, kept on the graph
+    return (x >= 0).to(x.dtype) + 0.0 * x  # exact step, a tie counts as before; zero gradient
 
 
 def dist(a: Tensor, b: Tensor) -> Tensor:

@@ -1,4 +1,7 @@
-"""drsl.metrics against a naive per-query loop (the Market protocol written out plainly)."""
+"""drsl.metrics against a naive per-query loop (the Market protocol written out plainly), on
+both counting paths of the ranking (listing the candidates, counting per bucket)."""
+
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -7,7 +10,27 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drsl.distances import chunked_euclidean, pairwise_euclidean
-from drsl.metrics import average_precision, evaluate_embeddings, evaluate_rank, gallery_roles
+from drsl.metrics import (
+    _count,
+    average_precision,
+    evaluate_embeddings,
+    evaluate_rank,
+    gallery_roles,
+)
+
+PATHS = ("auto", "listing", "buckets")
+
+
+@contextmanager
+def ranking_path(path):
+    """Force one of the two counting paths (the share threshold decides between them)."""
+    saved = _count._MANY_SHARE
+    _count._MANY_SHARE = {"auto": saved, "listing": 2.0, "buckets": 0.0}[path]
+    try:
+        yield
+    finally:
+        _count._MANY_SHARE = saved
+
 
 # ----------------------------------------------------------------------------- the reference
 
@@ -87,8 +110,11 @@ def random_case(rng, nq, ng, num_ids, num_cams, levels):
     mode=st.sampled_from(["noninterp", "market"]),
     chunk=st.sampled_from([None, 1, 3, 5]),
     max_rank=st.integers(1, 50),
+    path=st.sampled_from(PATHS),
 )
-def test_matches_naive_loop(seed, nq, ng, num_ids, num_cams, levels, dtype, mode, chunk, max_rank):
+def test_matches_naive_loop(
+    seed, nq, ng, num_ids, num_cams, levels, dtype, mode, chunk, max_rank, path
+):
     rng = np.random.default_rng(seed)
     distmat, qp, gp, qc, gc = random_case(rng, nq, ng, num_ids, num_cams, levels)
     if dtype.startswith("torch"):
@@ -98,24 +124,58 @@ def test_matches_naive_loop(seed, nq, ng, num_ids, num_cams, levels, dtype, mode
         dm = (distmat / levels).astype(dtype) if "float" in dtype else distmat.astype(dtype)
         ref_input = dm
     reference = naive_evaluate(ref_input, qp, gp, qc, gc, max_rank, mode)
-    if reference is None:
-        with pytest.raises(ValueError, match="no query has a valid match"):
-            evaluate_rank(dm, qp, gp, qc, gc, max_rank, ap_mode=mode, chunk_size=chunk)
-        return
-    result = evaluate_rank(dm, qp, gp, qc, gc, max_rank, ap_mode=mode, chunk_size=chunk)
+    with ranking_path(path):
+        if reference is None:
+            with pytest.raises(ValueError, match="no query has a valid match"):
+                evaluate_rank(dm, qp, gp, qc, gc, max_rank, ap_mode=mode, chunk_size=chunk)
+            return
+        result = evaluate_rank(dm, qp, gp, qc, gc, max_rank, ap_mode=mode, chunk_size=chunk)
     assert_same(result, reference)
     assert result.cmc.shape == (max_rank,)
 
 
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("mode", ["noninterp", "market"])
-def test_larger_case_with_heavy_ties(mode):
+@pytest.mark.parametrize("kind", ["int", "float32 ties", "float32 random", "float64 ties"])
+def test_larger_cases_random_and_tie_heavy(mode, path, kind):
     rng = np.random.default_rng(3)
-    distmat, qp, gp, qc, gc = random_case(rng, 60, 500, 15, 4, 7)
+    levels = 10**9 if kind == "float32 random" else 7
+    distmat, qp, gp, qc, gc = random_case(rng, 60, 500, 15, 4, levels)
+    if kind != "int":
+        distmat = (distmat / levels).astype(np.float64 if "64" in kind else np.float32)
     reference = naive_evaluate(distmat, qp, gp, qc, gc, 50, mode)
-    for chunk in (None, 7):
-        assert_same(
-            evaluate_rank(distmat, qp, gp, qc, gc, ap_mode=mode, chunk_size=chunk), reference
-        )
+    with ranking_path(path):
+        for chunk in (None, 7):
+            got = evaluate_rank(distmat, qp, gp, qc, gc, ap_mode=mode, chunk_size=chunk)
+            assert_same(got, reference)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize(
+    "case",
+    ["huge", "tiny", "negative", "all matches at the minimum", "one distance", "many rows"],
+)
+def test_bucket_edge_cases_match_the_loop(case, path):
+    """Ranges that overflow float32, spans of zero or subnormal width, a block whose row
+    offsets do not fit float32's integers: the exact answer every time."""
+    rng = np.random.default_rng(5)
+    nq, ng = (16_500, 3) if case == "many rows" else (9, 60)
+    distmat, qp, gp, qc, gc = random_case(rng, nq, ng, 4, 2, 1000)
+    d = (distmat / 1000).astype(np.float32)
+    if case == "huge":
+        d = (d.astype(np.float64) * 6e38 - 3e38).astype(np.float32)  # span over float32 max
+    elif case == "tiny":
+        d = (d * 1e-42).astype(np.float32)  # subnormal distances
+    elif case == "negative":
+        d = d - 0.5
+    elif case == "all matches at the minimum":
+        d = np.where(gp[None, :] == qp[:, None], 0.0, d + 1.0).astype(np.float32)
+    elif case == "one distance":
+        d = np.zeros_like(d)
+    chunk = nq if case == "many rows" else None
+    reference = naive_evaluate(d, qp, gp, qc, gc, 50, "noninterp")
+    with ranking_path(path):
+        assert_same(evaluate_rank(d, qp, gp, qc, gc, chunk_size=chunk), reference)
 
 
 def test_all_equal_distances_rank_in_gallery_order():
@@ -131,23 +191,25 @@ def test_all_equal_distances_rank_in_gallery_order():
     np.testing.assert_allclose(r.cmc, [0, 1, 1, 1, 1])
 
 
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_infinite_negative_and_signed_zero_distances(dtype):
-    # float32 takes the packed-key path, float64 the two-sort path: same answers
+def test_negative_and_signed_zero_distances(dtype, path):
+    # float32 takes the packed-key search, float64 the sort-based one: same answers
     d = np.array(
         [
-            [np.inf, -1.0, np.inf, 0.5, -0.0, 0.0, -2.5, 0.0],
-            [-np.inf, np.inf, 2.0, 2.0, 0.0, -0.0, -1e-30, 1e-30],
+            [3e30, -1.0, 3e30, 0.5, -0.0, 0.0, -2.5, 0.0],
+            [-3e30, 1e30, 2.0, 2.0, 0.0, -0.0, -1e-30, 1e-30],
         ],
         dtype=dtype,
     )
     qp, gp = np.array([1, 2]), np.array([1, 2, 1, 2, 1, 2, 2, 1])
     qc, gc = np.array([0, 0]), np.array([1, 1, 1, 1, 1, 1, 1, 1])
-    for mode in ("noninterp", "market"):
-        ref = naive_evaluate(d, qp, gp, qc, gc, 8, mode)
-        assert_same(evaluate_rank(d, qp, gp, qc, gc, 8, ap_mode=mode), ref)
-    # -0.0 and +0.0 tie: the lower gallery index ranks first
-    r = evaluate_rank(np.array([[0.0, -0.0]], dtype=dtype), [1], [2, 1], [0], [1, 1])
+    with ranking_path(path):
+        for mode in ("noninterp", "market"):
+            ref = naive_evaluate(d, qp, gp, qc, gc, 8, mode)
+            assert_same(evaluate_rank(d, qp, gp, qc, gc, 8, ap_mode=mode), ref)
+        # -0.0 and +0.0 tie: the lower gallery index ranks first
+        r = evaluate_rank(np.array([[0.0, -0.0]], dtype=dtype), [1], [2, 1], [0], [1, 1])
     assert r.first_match_rank.tolist() == [2]
 
 
@@ -275,14 +337,18 @@ def test_gallery_roles():
     "kwargs, message",
     [
         (dict(distmat=np.zeros(3)), "2-D"),
-        (dict(q_pids=[1, 2]), "q_pids has 2 entries, expected 1"),
-        (dict(g_camids=[0]), "g_camids has 1 entries, expected 2"),
+        (dict(q_pids=[1, 2]), "q_pids has length 2, expected 1"),
+        (dict(g_camids=[0]), "g_camids has length 1, expected 2"),
         (dict(ap_mode="interp"), "ap_mode must be one of"),
         (dict(max_rank=0), "max_rank"),
         (dict(chunk_size=0), "chunk_size"),
         (dict(distmat=np.array([[np.nan, 1.0]])), "NaN"),
         (dict(q_pids=[1.5]), "integers"),
         (dict(distmat=np.array([[True, False]])), "real numbers"),
+        (dict(distmat=np.array([[np.inf, 1.0]])), "inf in query rows 0"),
+        (dict(g_pids=["a", "b"]), "g_pids must hold integers, got dtype <U1, e.g. 'a'"),
+        (dict(q_pids=[np.nan]), "q_pids must hold integers"),
+        (dict(q_camids=[True]), "q_camids must hold integers"),
     ],
 )
 def test_bad_inputs_raise_clear_errors(kwargs, message):
@@ -292,6 +358,45 @@ def test_bad_inputs_raise_clear_errors(kwargs, message):
     args.update(kwargs)
     with pytest.raises(ValueError, match=message):
         evaluate_rank(**args)
+
+
+@pytest.mark.parametrize("chunk", [None, 2])
+def test_non_finite_messages_name_the_real_query_rows(chunk):
+    d = np.random.default_rng(0).random((5, 7))
+    q, g = [1, 2, 3, 4, 5], [1, 2, 3, 4, 5, 6, 7]
+    qc, gc = [0] * 5, [1] * 7
+    d[3, 2] = np.nan
+    with pytest.raises(ValueError, match=r"NaN in query rows 3: ") as err:
+        evaluate_rank(d, q, g, qc, gc, chunk_size=chunk)
+    assert "\n" not in str(err.value)
+    d[3, 2], d[1, 0], d[4, 6] = 0.5, np.inf, -np.inf
+    with pytest.raises(ValueError, match=r"inf in query rows (1, 4|1): ") as err:
+        evaluate_rank(torch.as_tensor(d), q, g, qc, gc, chunk_size=chunk)
+    assert "4" in str(err.value)  # every bad row is named, across blocks too
+
+
+def test_non_finite_features_are_rejected():
+    q, g = torch.randn(3, 4), torch.randn(5, 4)
+    q[1, 2] = float("inf")
+    with pytest.raises(ValueError, match="q_feats holds NaN or inf in rows 1"):
+        evaluate_embeddings(q, g, [1, 2, 3], [1, 2, 3, 1, 2], [0] * 3, [1] * 5)
+    huge = torch.full((5, 4), 3e38)
+    huge[0] = -3e38  # finite features, but their distance overflows float32
+    with pytest.raises(ValueError, match="inf in query rows 0, 1, 2"):
+        evaluate_embeddings(torch.zeros(3, 4), huge, [1, 2, 3], [1, 2, 3, 1, 2], [0] * 3, [1] * 5)
+
+
+def test_empty_or_all_junk_gallery_has_no_valid_query():
+    with pytest.raises(ValueError, match="no valid query"):
+        evaluate_rank(np.zeros((2, 0)), [1, 2], [], [0, 0], [])
+    with pytest.raises(ValueError, match="no valid query"):
+        evaluate_embeddings(torch.zeros(2, 3), torch.ones(4, 3), [1, 2], [-1] * 4, [0, 0], [1] * 4)
+
+
+def test_string_pids_give_one_line_error():
+    with pytest.raises(ValueError) as err:
+        evaluate_rank(np.zeros((1, 2)), ["x"], [1, 2], [0], [1, 1])
+    assert str(err.value).startswith("q_pids must hold integers") and "\n" not in str(err.value)
 
 
 def test_average_precision_without_match_raises():

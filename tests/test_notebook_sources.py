@@ -71,3 +71,59 @@ def test_notebook_imports_drsl_and_defines_no_package_function(src):
     assert re.search(r"^(from drsl|import drsl)", code, re.M), f"{src.name} does not import drsl"
     defs = re.findall(r"^def (\w+)", code, re.M)
     assert not defs, f"{src.name} defines top-level functions {defs}: they belong in drsl"
+
+
+EXERCISE = re.compile(r"^\*\*Exercise (\d+)\.\*\*", re.M)
+
+
+def _tags(cell) -> tuple:
+    return tuple(cell.metadata.get("tags", ()))
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.name)
+def test_every_exercise_is_followed_by_its_solution(src):
+    """After "## Exercises": each "**Exercise N.**" cell is followed right away by cells tagged
+    `solution` (a markdown answer and a code cell that runs it), numbered alike; nothing else is
+    tagged `solution`, and no untagged cell sits between an exercise and its solution."""
+    cells = jupytext.read(src).cells
+    start = next(i for i, c in enumerate(cells) if "## Exercises" in c.source)
+    numbers, i = [], start
+    while i < len(cells):
+        cell = cells[i]
+        found = EXERCISE.findall(cell.source) if cell.cell_type == "markdown" else []
+        if "solution" in _tags(cell) or not found:
+            i += 1
+            continue
+        assert len(found) == 1, f"{src.name}: one exercise per cell, got {found}"
+        numbers.append(int(found[0]))
+        sols = []
+        while i + 1 + len(sols) < len(cells) and "solution" in _tags(cells[i + 1 + len(sols)]):
+            sols.append(cells[i + 1 + len(sols)])
+        assert sols, f"{src.name}: exercise {found[0]} has no solution cell right after it"
+        assert f"**Solution {found[0]}.**" in sols[0].source, f"{src.name}: solution numbering"
+        assert any(c.cell_type == "code" for c in sols), f"{src.name}: exercise {found[0]}: no code"
+        i += 1 + len(sols)
+    assert numbers and numbers == list(range(1, len(numbers) + 1)), f"{src.name}: {numbers}"
+    first = min(i for i, c in enumerate(cells) if "solution" in _tags(c))
+    assert first > start, f"{src.name}: a solution cell before the exercises"
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.name)
+def test_the_student_edition_reads_without_solutions(src):
+    """Dropping the solution cells (as the student edition does) leaves every exercise and the
+    template's sections, and no solution text."""
+    cells = [c for c in jupytext.read(src).cells if "solution" not in _tags(c)]
+    markdown = "\n".join(c.source for c in cells if c.cell_type == "markdown")
+    assert "**Solution" not in markdown
+    assert all(s in markdown for s in SECTIONS)
+    full = "\n".join(c.source for c in jupytext.read(src).cells if c.cell_type == "markdown")
+    assert EXERCISE.findall(markdown) == EXERCISE.findall(full)
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.name)
+def test_no_path_outside_the_repository_and_no_traceback_cells(src):
+    text = src.read_text()
+    assert "shared/" not in text, f"{src.name} names a folder outside the repository"
+    assert "docs/drsl-loss-spec.md" in text or "drsl-loss-spec" not in text
+    for cell in jupytext.read(src).cells:
+        assert "raises-exception" not in _tags(cell), f"{src.name}: a traceback cell"

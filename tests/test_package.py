@@ -14,6 +14,7 @@ PKG = Path(drsl.__file__).resolve().parent
 # module -> drsl modules it may NOT import (design.md: distances <- losses <- train;
 # metrics and data import neither losses nor train; plotting and widgets are leaves)
 FORBIDDEN = {
+    "fsutil": {"distances", "losses", "gradcheck", "metrics", "data", "models", "train"},
     "config": {"distances", "losses", "gradcheck", "metrics", "data", "models", "train"},
     "distances": {"losses", "gradcheck", "metrics", "data", "models", "train"},
     "losses": {"metrics", "data", "models", "train", "gradcheck"},
@@ -63,11 +64,11 @@ def test_import_layering(top, path):
 
 
 def test_spec_copy_matches_the_shared_contract():
-    """docs/drsl-loss-spec.md is the shipped copy of the contract in ../shared/spec."""
+    """docs/drsl-loss-spec.md equals the steering copy of the contract beside the checkout."""
     root = PKG.parent
     shared = root.parent / "shared" / "spec" / "drsl-loss.md"
     if not shared.is_file():
-        pytest.skip("no ../shared/spec beside this checkout")
+        pytest.skip("no steering copy of the spec beside this checkout")
     assert (root / "docs" / "drsl-loss-spec.md").read_text() == shared.read_text()
 
 
@@ -83,3 +84,13 @@ def test_plotting_exports_table_matches_the_submodules():
         assert list(names) == exported, module
         for name in names:
             assert getattr(plotting, name) is getattr(sub, name)
+
+
+MAX_LINES = 550  # "about 500 lines at most" (design.md), with a margin for docstrings
+
+
+@pytest.mark.parametrize("path", sorted(PKG.rglob("*.py")), ids=lambda p: str(p.relative_to(PKG)))
+def test_module_is_small(path):
+    """One idea per file: no module of the package grows past about 500 lines."""
+    lines = len(path.read_text().splitlines())
+    assert lines <= MAX_LINES, f"{path.relative_to(PKG)} has {lines} lines: split it"

@@ -1,5 +1,6 @@
-"""drsl.plotting.geometry: every function returns a Figure, draws exactly the data it was given
-(points, histogram totals, green/red borders, match ranks) and writes no file."""
+"""drsl.plotting.geometry, .rank_in_rank and .ranking: every function returns a Figure, draws
+exactly the data it was given (points, histogram totals, green/red borders, match ranks),
+writes no file."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ import numpy as np
 import pytest
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
-from matplotlib.patches import StepPatch
 
 from drsl import geometry as G
 from drsl.metrics import evaluate_rank, gallery_roles
 from drsl.plotting import geometry as PG
+from drsl.plotting import rank_in_rank as PRR
+from drsl.plotting import ranking as PR
 
 matplotlib.use("Agg")
 
@@ -120,8 +122,16 @@ def test_plot_tsne_into_given_axes_with_random_ids(data):
 # ------------------------------------------------------------------------------- histograms
 
 
-def _stairs(ax):
-    return [p for p in ax.patches if isinstance(p, StepPatch)]
+def _bars_by_colour(ax):
+    """The heights of each seaborn bar container, keyed by the class its colour stands for."""
+    out = {}
+    for cont in ax.containers:
+        rgb = tuple(np.round(cont.patches[0].get_facecolor()[:3], 3))
+        for name, colour in (("pos", PG.POS_COLOR), ("neg", PG.NEG_COLOR)):
+            if rgb == tuple(np.round(to_rgba(colour)[:3], 3)):
+                out[name] = np.array([b.get_height() for b in cont.patches])
+                out[name + "_x"] = np.array([b.get_x() for b in cont.patches])
+    return out
 
 
 @pytest.mark.parametrize("kind", ["distance", "angle"])
@@ -130,14 +140,16 @@ def test_histogram_totals_equal_the_number_of_pairs(data, kind):
     fig = PG.plot_pair_histograms(geo, kind=kind, normalize=False)
     assert isinstance(fig, Figure)
     ax = fig.axes[0]
-    pos, neg = _stairs(ax)
-    assert pos.get_data().values.sum() == geo.num_pos
-    assert neg.get_data().values.sum() == geo.num_neg
-    np.testing.assert_array_equal(pos.get_data().edges, neg.get_data().edges)
+    bars = _bars_by_colour(ax)
+    assert bars["pos"].sum() == geo.num_pos
+    assert bars["neg"].sum() == geo.num_neg
+    np.testing.assert_allclose(bars["pos_x"], bars["neg_x"])  # shared bin edges
     values = geo.pos_dist if kind == "distance" else geo.pos_angle
-    np.testing.assert_array_equal(
-        pos.get_data().values, np.histogram(values, bins=pos.get_data().edges)[0]
+    edges = np.histogram_bin_edges(
+        np.concatenate([values, geo.neg_dist if kind == "distance" else geo.neg_angle]), bins=50
     )
+    np.testing.assert_array_equal(bars["pos"], np.histogram(values, bins=edges)[0])
+    np.testing.assert_allclose(bars["pos_x"], edges[:-1])
     legend = ax.get_legend()
     texts = [t.get_text() for t in legend.get_texts()]
     assert texts == [f"positives (n={geo.num_pos:,})", f"negatives (n={geo.num_neg:,})"]
@@ -145,7 +157,6 @@ def test_histogram_totals_equal_the_number_of_pairs(data, kind):
     assert f"{s[f'auc_{kind}']:.3f}" in legend.get_title().get_text()
     assert f"{100 * s[f'overlap_{kind}']:.1f}%" in legend.get_title().get_text()
     assert ax.get_ylabel() == "number of pairs"
-    assert pos.get_edgecolor() == to_rgba(PG.POS_COLOR)
 
 
 def test_histograms_normalised_and_shared_edges(data):
@@ -153,12 +164,33 @@ def test_histograms_normalised_and_shared_edges(data):
     fig, ax = plt.subplots()
     edges = np.linspace(0, 180, 37)
     assert PG.plot_pair_histograms(geo, kind="angle", bins=edges, ax=ax) is fig
-    pos, neg = _stairs(ax)
-    np.testing.assert_array_equal(pos.get_data().edges, edges)
-    assert pos.get_data().values.sum() == pytest.approx(1.0)
-    assert neg.get_data().values.sum() == pytest.approx(1.0)
+    bars = _bars_by_colour(ax)
+    np.testing.assert_allclose(bars["pos_x"], edges[:-1])
+    assert bars["pos"].sum() == pytest.approx(1.0)
+    assert bars["neg"].sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(bars["neg"], np.histogram(geo.neg_angle, edges)[0] / geo.num_neg)
     with pytest.raises(ValueError, match="'cosine'"):
         PG.plot_pair_histograms(geo, kind="cosine")
+
+
+def test_pair_ecdf_one_curve_per_model_and_class_each_reaching_one(data):
+    geo = data["geo"]
+    other = G.pair_geometry(
+        2 * data["qf"], data["gf"], data["qp"], data["gp"], data["qc"], data["gc"]
+    )
+    fig = PG.plot_pair_ecdf({"a": geo, "b": other}, kind="angle", bins=64)
+    ax = fig.axes[0]
+    lines = [ln for ln in ax.get_lines() if len(ln.get_xdata()) > 2]
+    assert len(lines) == 4
+    for ln in lines:
+        y = np.asarray(ln.get_ydata())
+        assert y[-1] == pytest.approx(1.0) and np.all(np.diff(y) >= -1e-12)
+    # the positives' curve of model "a" at the median positive angle is about one half
+    finals = sorted(np.interp(np.median(geo.pos_angle), ln.get_xdata(), ln.get_ydata())
+                    for ln in lines)  # fmt: skip
+    assert any(abs(v - 0.5) < 0.1 for v in finals)
+    with pytest.raises(ValueError, match="empty"):
+        PG.plot_pair_ecdf({})
 
 
 # ------------------------------------------------------------------------------- rank in rank
@@ -166,16 +198,17 @@ def test_histograms_normalised_and_shared_edges(data):
 
 def test_rank_in_rank_view(data):
     geo = data["geo"]
-    fig = PG.plot_rank_in_rank(geo, max_points=40, seed=0, title="model")
+    fig = PRR.plot_rank_in_rank(geo, max_points=40, seed=0, title="model")
     assert isinstance(fig, Figure) and len(fig.axes) == 2
     ax_rho, ax_sc = fig.axes
     rho, _ = G.spearman_per_query(geo.dist, geo.angle, geo.pos_mask, min_positives=3)
     assert rho.size > 0
-    (hist,) = _stairs(ax_rho)
-    assert hist.get_data().values.sum() == rho.size
-    (median_line,) = ax_rho.get_lines()
+    (queries,) = [c for c in ax_rho.collections if c.get_gid() == "queries"]
+    np.testing.assert_allclose(np.sort(queries.get_offsets()[:, 0]), np.sort(rho))
+    median_line = next(ln for ln in ax_rho.get_lines() if ln.get_linestyle() == "--")
     assert median_line.get_xdata()[0] == pytest.approx(np.median(rho))
-    (coll,) = ax_sc.collections
+    assert f"n={rho.size:,}" in ax_rho.get_legend().get_title().get_text()
+    (coll,) = [c for c in ax_sc.collections if c.get_gid() == "pairs"]
     xy, colours = np.asarray(coll.get_offsets()), coll.get_facecolors()
     is_pos = np.all(np.isclose(colours[:, :3], to_rgba(PG.POS_COLOR)[:3]), axis=1)
     is_neg = np.all(np.isclose(colours[:, :3], to_rgba(PG.NEG_COLOR)[:3]), axis=1)
@@ -199,13 +232,43 @@ def test_rank_in_rank_view(data):
 def test_rank_in_rank_into_given_axes_without_enough_positives(data):
     geo = data["geo"]
     fig, axes = plt.subplots(2, 2)
-    assert PG.plot_rank_in_rank(geo, min_positives=50, axes=axes[1], title="m") is fig
-    (hist,) = _stairs(axes[1, 0])
-    assert hist.get_data().values.sum() == 0
+    assert PRR.plot_rank_in_rank(geo, min_positives=50, axes=axes[1], title="m") is fig
+    assert not [c for c in axes[1, 0].collections if c.get_gid() == "queries"]
     assert any("no query" in t.get_text() for t in axes[1, 0].texts)
     assert axes[1, 0].get_title().startswith("m\n")
     with pytest.raises(ValueError, match="2 Axes"):
-        PG.plot_rank_in_rank(geo, axes=[axes[0, 0]])
+        PRR.plot_rank_in_rank(geo, axes=[axes[0, 0]])
+
+
+def test_spearman_by_model_one_violin_per_model_with_its_median(data):
+    geo = data["geo"]
+    other = G.pair_geometry(
+        data["qf"] + 0.5, data["gf"], data["qp"], data["gp"], data["qc"], data["gc"]
+    )
+    fig, ax = plt.subplots()
+    assert PRR.plot_spearman_by_model({"a": geo, "b": other}, ax=ax) is fig
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b"]
+    for name, g in (("a", geo), ("b", other)):
+        rho, _ = G.spearman_per_query(g.dist, g.angle, g.pos_mask, min_positives=3)
+        (text,) = [t for t in ax.texts if t.get_gid() == f"median:{name}"]
+        assert text.get_text() == f"median {np.median(rho):.2f}\n(n={rho.size:,})"
+    assert len([c for c in ax.collections if c.get_paths()]) >= 2  # two violin bodies
+    with pytest.raises(ValueError, match="empty"):
+        PRR.plot_spearman_by_model({})
+
+
+def test_one_course_theme_for_every_figure():
+    import seaborn as sns
+
+    from drsl.plotting import _style
+
+    plt.rcParams["axes.grid"] = False
+    _style.set_course_theme()  # already applied: nothing changes
+    assert plt.rcParams["axes.grid"] is False
+    _style.set_course_theme(force=True)
+    assert plt.rcParams["axes.grid"] is True
+    first = plt.rcParams["axes.prop_cycle"].by_key()["color"][0]
+    assert to_rgba(first) == to_rgba(sns.color_palette(_style.THEME["palette"])[0])
 
 
 # ------------------------------------------------------------------------------- ranking
@@ -232,7 +295,7 @@ def test_ranking_borders_and_strip(data, order):
     d, geo = data, data["geo"]
     qi, gi = _images(len(d["qp"]), 0), _images(len(d["gp"]), 1)
     topk = 6
-    fig = PG.plot_ranking(
+    fig = PR.plot_ranking(
         geo.dist, d["qp"], d["gp"], d["qc"], d["gc"], qi, gi,
         order=order, num_queries=3, topk=topk, title="model",
     )  # fmt: skip
@@ -279,7 +342,7 @@ def test_ranking_with_paths_given_queries_and_axes(data, tmp_path):
         Image.fromarray(a).save(img_dir / f"g{i}.png")
         paths.append(str(img_dir / f"g{i}.png"))
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
-    out = PG.plot_ranking(
+    out = PR.plot_ranking(
         geo.dist, d["qp"], d["gp"], d["qc"], d["gc"], _images(len(d["qp"]), 0), paths,
         query_indices=[4], topk=3, ax=axes[0],
     )  # fmt: skip
@@ -290,18 +353,42 @@ def test_ranking_with_paths_given_queries_and_axes(data, tmp_path):
     np.testing.assert_array_equal(gallery["gallery:0:0"].images[0].get_array(), arrays[first])
     assert "1 chosen queries" in axes[0].get_title()
     with pytest.raises(ValueError, match="one image per"):
-        PG.plot_ranking(geo.dist, d["qp"], d["gp"], d["qc"], d["gc"], [], paths)
+        PR.plot_ranking(geo.dist, d["qp"], d["gp"], d["qc"], d["gc"], [], paths)
     with pytest.raises(ValueError, match="H x W x 3"):
-        PG.plot_ranking(
+        PR.plot_ranking(
             geo.dist, d["qp"], d["gp"], d["qc"], d["gc"], [np.zeros((4, 4))] * len(d["qp"]),
             paths, query_indices=[0],
         )  # fmt: skip
     with pytest.raises(ValueError, match="topk"):
-        PG.plot_ranking(geo.dist, d["qp"], d["gp"], d["qc"], d["gc"], [], paths, topk=0)
+        PR.plot_ranking(geo.dist, d["qp"], d["gp"], d["qc"], d["gc"], [], paths, topk=0)
+
+
+def test_ranking_names_an_unreadable_image_in_one_line(data, tmp_path):
+    """Paths go through drsl.data.datasets.read_image: a bad file is one BadImageError line."""
+    from drsl.data.datasets import BadImageError
+
+    d, geo = data, data["geo"]
+    bad = tmp_path / "truncated.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n")  # a PNG signature and nothing after it
+    first = G.rank_queries(geo.dist, d["qp"], d["gp"], d["qc"], d["gc"], [4])[0].gallery[0]
+    g_images = [np.zeros((4, 4, 3), dtype=np.uint8)] * len(d["gp"])
+    g_images[first] = str(bad)
+    with pytest.raises(BadImageError, match="truncated.png") as err:
+        PR.plot_ranking(
+            geo.dist, d["qp"], d["gp"], d["qc"], d["gc"], _images(len(d["qp"]), 0), g_images,
+            query_indices=[4], topk=3,
+        )  # fmt: skip
+    assert "\n" not in str(err.value)
 
 
 def test_all_names_exported():
     import drsl.plotting
 
-    for name in ("plot_tsne", "plot_pair_histograms", "plot_rank_in_rank", "plot_ranking"):
-        assert name in PG.__all__ and getattr(drsl.plotting, name) is getattr(PG, name)
+    for module in (PG, PRR):
+        for name in module.__all__:
+            assert getattr(drsl.plotting, name) is getattr(module, name)
+    assert "plot_pair_ecdf" in PG.__all__ and "plot_spearman_by_model" in PRR.__all__
+    assert drsl.plotting.plot_ranking is PR.plot_ranking
+    # the rank-in-rank views' old path (drsl.plotting.geometry) is the same object
+    assert PG.plot_rank_in_rank is PRR.plot_rank_in_rank
+    assert PG.plot_spearman_by_model is PRR.plot_spearman_by_model

@@ -139,3 +139,76 @@ def test_bad_arguments(args, message):
     if message == "P must be":
         with pytest.raises(ValueError, match="P must be >= 2"):
             pk_pos_neg_ratio(1, 4)
+
+
+# ----------------------------------------------------------------------------- rank sharding
+
+# the draws of world_size=1 are those the shipped checkpoints were trained with (before the
+# rank keywords existed): pinned here
+PINNED = [[12, 11, 7, 8, 17, 13, 1, 0], [3, 4, 6, 5, 15, 19, 0, 1]]  # from the original sampler
+
+
+def test_world_size_one_draws_are_pinned():
+    labels = np.repeat(np.arange(6), [2, 3, 2, 3, 3, 7])
+    s = PKSampler(labels, P=4, K=2, seed=5)
+    assert s.batches(0)[:2] == PINNED
+    assert PKSampler(labels, P=4, K=2, seed=5, rank=0, world_size=1).batches(0) == s.batches(0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    counts=st.lists(st.integers(1, 12), min_size=8, max_size=40),
+    P=st.integers(2, 4),
+    K=st.integers(1, 4),
+    W=st.integers(2, 4),
+    seed=st.integers(0, 1000),
+    epoch=st.integers(0, 5),
+)
+def test_ranks_are_disjoint_and_together_the_global_draw(counts, P, K, W, seed, epoch):
+    labels = np.repeat(np.arange(len(counts)) * 5 + 1, counts)
+    if len(counts) < W * P:
+        with pytest.raises(ValueError, match=f"needs {W * P} identities"):
+            PKSampler(labels, P, K, seed=seed, rank=0, world_size=W)
+        return
+    ranks = [PKSampler(labels, P, K, seed=seed, rank=r, world_size=W) for r in range(W)]
+    whole = PKSampler(labels, W * P, K, seed=seed)
+    per_rank = [r.batches(epoch) for r in ranks]
+    assert {len(b) for b in per_rank} == {len(whole)} and all(len(r) == len(whole) for r in ranks)
+    for step, global_batch in enumerate(whole.batches(epoch)):
+        shares = [b[step] for b in per_rank]
+        assert all(len(x) == P * K for x in shares)
+        ids = [set(labels[x].tolist()) for x in shares]
+        assert all(len(i) == P for i in ids)  # P identities on each rank ...
+        assert len(set().union(*ids)) == W * P  # ... distinct across the ranks
+        assert [i for x in shares for i in x] == global_batch  # union = one draw of W * P
+    check_epoch(whole, labels, epoch)
+
+
+def test_resume_state_is_exact_per_rank():
+    labels = np.repeat(np.arange(30), 4)
+    runs = [PKSampler(labels, 3, 2, seed=9, rank=r, world_size=2) for r in range(2)]
+    for s in runs:
+        next(iter(s))  # start epoch 0 (the generator advances the epoch)
+        list(s)  # epoch 1 ... now at epoch 2
+    states = [s.state_dict() for s in runs]
+    assert states[0] == {"epoch": 2, "seed": 9, "P": 3, "K": 2, "rank": 0, "world_size": 2}
+    for r, state in enumerate(states):
+        fresh = PKSampler(labels, 3, 2, seed=9, rank=r, world_size=2)
+        fresh.load_state_dict(state)
+        assert list(fresh) == runs[r].batches(2)
+    with pytest.raises(ValueError, match="world_size=2 but this sampler has world_size=1"):
+        PKSampler(labels, 3, 2, seed=9).load_state_dict(states[0])
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(rank=2, world_size=2), r"rank must be an integer in 0..1"),
+        (dict(rank=-1, world_size=2), r"rank must be"),
+        (dict(rank=0, world_size=0), r"world_size must be an integer >= 1"),
+        (dict(rank=0, world_size=4), r"P=2 identities per batch on each of 4 ranks needs 8"),
+    ],
+)
+def test_bad_rank_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        PKSampler(np.repeat(np.arange(6), 2), 2, 2, **kwargs)

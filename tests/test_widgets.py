@@ -187,3 +187,19 @@ def test_figure_png():
 
     png = figure_png(Figure(figsize=(2, 3)), dpi=50)
     assert Image.open(io.BytesIO(png)).size == (100, 150)
+
+
+def test_public_names_live_in_one_submodule_each():
+    """drsl.widgets is a package (one view per submodule); ``from drsl.widgets import ...``
+    is the public path and gives the objects of the submodules."""
+    import importlib
+
+    import drsl.widgets as pkg
+
+    assert set(pkg.__all__) == {
+        "BatchExplorer", "ToyExplorer", "Explorer", "make_explorer", "figure_png",
+    }  # fmt: skip
+    for name in pkg.__all__:
+        obj = getattr(pkg, name)
+        assert obj.__module__.startswith("drsl.widgets."), (name, obj.__module__)
+        assert getattr(importlib.import_module(obj.__module__), name) is obj

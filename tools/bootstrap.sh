@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create or refresh the project environment (.venv) from requirements.lock. Idempotent:
 # does nothing (and says so) when .venv already matches the lock.
-#   PYTHON=python3.11 tools/bootstrap.sh    # choose the interpreter (>= 3.10)
+#   PYTHON=python3.11 tools/bootstrap.sh    # choose the interpreter (>= 3.11)
 #   DRSL_VENV=/path/to/venv                 # choose where the environment lives
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,8 +22,8 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$VENV/bin/python"
   exit 0
 fi
 
-if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
-  echo "[env] error: $PYTHON is missing or older than Python 3.10; set PYTHON=/path/to/python3.10+" >&2
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  echo "[env] error: $PYTHON is missing or older than Python 3.11 (config files need tomllib); set PYTHON=/path/to/python3.11+" >&2
   exit 1
 fi
 

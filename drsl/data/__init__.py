@@ -4,7 +4,11 @@
   (``ensure_dataset()`` makes the default set on first use; CLI ``python -m drsl.data.synth``)
 - :mod:`drsl.data.datasets`  loaders for Market-1501, DukeMTMC-reID, CUHK03-np, MSMT17 and
   ``ImageDataset``
-- :mod:`drsl.data.sampler`   ``PKSampler``: P identities x K instances per batch
+- :mod:`drsl.data.splits`    ``ReIDSplits`` (what every loader returns), ``ImageDataset``
+- :mod:`drsl.data.imagefile` ``read_image`` (the one image reader), ``scan_images``,
+  ``BadImageError``
+- :mod:`drsl.data.images`    in-memory image sets for training and evaluation
+- :mod:`drsl.data.sampler`   ``PKSampler``: P identities x K instances per batch (per rank)
 - :mod:`drsl.data.features`  raw-pixel and colour-histogram baseline features
 - :mod:`drsl.data.transforms` image transforms for training and evaluation
 
@@ -26,6 +30,9 @@ _EXPORTS = {
     "load_dukemtmc": "datasets",
     "load_cuhk03np": "datasets",
     "load_msmt17": "datasets",
+    "BadImageError": "imagefile",
+    "read_image": "imagefile",
+    "scan_images": "imagefile",
     "PKSampler": "sampler",
     "pk_pos_neg_ratio": "sampler",
     "ensure_dataset": "synth",

@@ -19,7 +19,10 @@ Expected layouts (the folder you pass, or a single sub-folder of it such as
 
 Errors: a missing folder raises ``FileNotFoundError`` naming it and the expected layout; an
 unparseable file name or list line, an empty split or a bad argument raise ``ValueError``
-naming the file or split; an unreadable image raises ``OSError`` naming it.
+naming the file or split; a path that is a file raises ``NotADirectoryError``; an unreadable
+image raises :class:`BadImageError` (a ``ValueError``) naming it and counting the other bad
+ones; a drsl synthetic set that is half-written or damaged raises ``ValueError`` with the
+command that repairs it. ``python -m drsl.data.datasets --check ROOT`` lists every bad image.
 
 Reference: Zheng et al., ICCV 2015 (Market-1501); Ristani et al., ECCVW 2016 and Zheng et al.,
 ICCV 2017 (DukeMTMC-reID); Li et al., CVPR 2014 and Zhong et al., CVPR 2017 (CUHK03, new
@@ -28,17 +31,19 @@ protocol); Wei et al., CVPR 2018 (MSMT17).
 
 from __future__ import annotations
 
-import json
 import re
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-from torch.utils.data import Dataset
+from drsl.data.imagefile import BadImageError, bad_images_error, read_image, scan_images
+from drsl.data.splits import ImageDataset, Item, ReIDSplits
 
 __all__ = [
+    "BadImageError",
+    "read_image",
+    "scan_images",
+    "check_command",
     "Item",
     "ReIDSplits",
     "ImageDataset",
@@ -50,7 +55,6 @@ __all__ = [
     "parse_market_name",
 ]
 
-Item = tuple[str, int, int]  # (img_path, pid, camid)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 _MARKET_NAME = re.compile(r"^(-?\d+)_c(\d+)")
@@ -69,156 +73,13 @@ _MSMT_LAYOUT = (
 )
 
 
-@dataclass
-class ReIDSplits:
-    """The three splits of a re-ID dataset.
-
-    Attributes:
-        train (list[Item]): ``(img_path, pid, camid)``, pids relabelled ``0..n-1``.
-        query (list[Item]): original pids.
-        gallery (list[Item]): original pids; ``0`` distractors and ``-1`` junk kept.
-        name (str): dataset name (``"market1501"``, ``"synthetic"``, ...).
-        root (str): the folder it was read from.
-        distractor_pid (int or None): the pid that marks distractors (0), or None where pid 0
-            is an ordinary identity (MSMT17).
-    """
-
-    train: list[Item]
-    query: list[Item]
-    gallery: list[Item]
-    name: str = "custom"
-    root: str = ""
-    distractor_pid: int | None = 0
-
-    @property
-    def num_train_pids(self) -> int:
-        """Identities in train (the classifier's number of classes)."""
-        return len({pid for _, pid, _ in self.train})
-
-    @property
-    def num_train_cams(self) -> int:
-        """Cameras seen in train."""
-        return len({cam for _, _, cam in self.train})
-
-    def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
-        """``(pids, camids)`` of a split as int64 arrays, in item order.
-
-        Args:
-            split (str): ``"train"``, ``"query"`` or ``"gallery"``.
-
-        Returns:
-            tuple[np.ndarray, np.ndarray]: two arrays of the split's length.
-        """
-        items = self._split(split)
-        pids = np.array([p for _, p, _ in items], dtype=np.int64)
-        cams = np.array([c for _, _, c in items], dtype=np.int64)
-        return pids, cams
-
-    def _split(self, split: str) -> list[Item]:
-        if split not in ("train", "query", "gallery"):
-            raise ValueError(f"split must be 'train', 'query' or 'gallery', got {split!r}")
-        return getattr(self, split)
-
-    def statistics(self):
-        """Images, identities and cameras per split (identities exclude distractors and junk).
-
-        Returns:
-            pandas.DataFrame: one row per split with columns ``images``, ``identities``,
-            ``cameras``, ``distractor_images``, ``junk_images``.
-        """
-        import pandas as pd
-
-        rows = {}
-        for split in ("train", "query", "gallery"):
-            pids, cams = self.arrays(split)
-            # train pids are relabelled identities: no distractor or junk there
-            test = split != "train"
-            if test and self.distractor_pid is not None:
-                distractor = pids == self.distractor_pid
-            else:
-                distractor = np.zeros(len(pids), bool)
-            junk = (pids == -1) & test
-            rows[split] = {
-                "images": len(pids),
-                "identities": len(np.unique(pids[~distractor & ~junk])),
-                "cameras": len(np.unique(cams)),
-                "distractor_images": int(distractor.sum()),
-                "junk_images": int(junk.sum()),
-            }
-        return pd.DataFrame.from_dict(rows, orient="index")
-
-    def __repr__(self) -> str:
-        return (
-            f"ReIDSplits(name={self.name!r}, train={len(self.train)} images / "
-            f"{self.num_train_pids} ids, query={len(self.query)}, gallery={len(self.gallery)}, "
-            f"root={self.root!r})"
-        )
-
-
-class ImageDataset(Dataset):
-    """A torch Dataset over ``(img_path, pid, camid)`` items, returning ``(image, pid, camid)``.
-
-    Args:
-        items (Sequence[Item]): e.g. ``splits.train``.
-        transform (callable, optional): applied to the RGB PIL image; None returns the PIL
-            image itself.
-
-    Raises:
-        OSError: when an image cannot be read (the message names the file).
-
-    Reference: the Market-1501 layout (Zheng et al., ICCV 2015).
-
-    Example:
-        >>> ds = ImageDataset([("missing.jpg", 3, 0)])
-        >>> len(ds)
-        1
-    """
-
-    def __init__(self, items: Sequence[Item], transform: Callable | None = None) -> None:
-        self.items = list(items)
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int):
-        path, pid, camid = self.items[index]
-        image = read_image(path)
-        if self.transform is not None:
-            image = self.transform(image)
-        return image, pid, camid
-
-
-def read_image(path: str | Path):
-    """Read an image as RGB PIL, with an error that names the file.
-
-    Args:
-        path (str or Path): the image file.
-
-    Returns:
-        PIL.Image.Image: the RGB image (fully loaded, file closed).
-
-    Raises:
-        OSError: the file is missing or not a readable image.
-    """
-    from PIL import Image
-
-    try:
-        with Image.open(path) as img:
-            return img.convert("RGB")
-    except (OSError, ValueError, SyntaxError) as err:
-        raise OSError(f"unreadable image {path}: {err}") from err
-
-
-def _check_images(items: Sequence[Item]) -> None:
-    from PIL import Image
-
-    for path, _, _ in items:
-        try:
-            with Image.open(path) as img:
-                img.verify()
-        except (OSError, ValueError, SyntaxError) as err:
-            raise OSError(f"unreadable image {path}: {err}") from err
+def _check_images(items: Sequence[Item], root: str | Path = "") -> None:
+    """Decode every image of ``items``; raise one BadImageError naming the first bad one and
+    counting the others."""
+    bad = scan_images([path for path, _, _ in items])
+    if bad:
+        hint = f"python -m drsl.data.datasets --check {root}" if root else ""
+        raise bad_images_error(bad, hint=hint)
 
 
 # ----------------------------------------------------------------------------- Market layout
@@ -276,15 +137,25 @@ def _relabel(items: list[Item]) -> list[Item]:
     return [(path, mapping[pid], cam) for path, pid, cam in items]
 
 
+def _folder(root: str | Path, layout: str) -> Path:
+    """``root`` as a Path; NotADirectoryError when it is a file, FileNotFoundError if absent."""
+    root = Path(root).expanduser()
+    if root.is_dir():
+        return root
+    if root.exists():
+        raise NotADirectoryError(
+            f"{root} is a file, not a dataset folder: pass the folder that holds the dataset"
+        )
+    raise FileNotFoundError(f"missing folder {root}; expected layout: {layout}")
+
+
 def _missing(root: Path, what: str, layout: str) -> FileNotFoundError:
     return FileNotFoundError(f"missing folder {root / what}; expected layout: {layout}")
 
 
 def _locate(root: str | Path, marker: Callable[[Path], bool], first_missing: str, layout: str):
     """``root`` itself if ``marker(root)``, else its single sub-folder that satisfies it."""
-    root = Path(root).expanduser()
-    if not root.is_dir():
-        raise FileNotFoundError(f"missing folder {root}; expected layout: {layout}")
+    root = _folder(root, layout)
     if marker(root):
         return root
     found = [p for p in sorted(root.iterdir()) if p.is_dir() and marker(p)]
@@ -306,15 +177,15 @@ def _first_missing_market(root: Path) -> str:
 
 def _load_market_layout(root, name: str | None, check_images: bool, layout=_MARKET_LAYOUT):
     base = _locate(root, _has_market_dirs, _first_missing_market(Path(root)), layout)
+    synthetic = _check_synthetic(base)
     if name is None:
-        name = "synthetic" if _is_synthetic(base) else "market1501"
+        name = "synthetic" if synthetic else "market1501"
     train = _relabel(_read_market_dir(base / "bounding_box_train", "train"))
     query = _read_market_dir(base / "query", "query")
     gallery = _read_market_dir(base / "bounding_box_test", "gallery")
     splits = ReIDSplits(train, query, gallery, name=name, root=str(base))
     if check_images:
-        for items in (splits.train, splits.query, splits.gallery):
-            _check_images(items)
+        _check_images(splits.train + splits.query + splits.gallery, base)
     return splits
 
 
@@ -324,7 +195,7 @@ def load_market1501(root: str | Path, *, check_images: bool = False) -> ReIDSpli
     Args:
         root (str or Path): the folder holding ``bounding_box_train/``, ``bounding_box_test/``
             and ``query/`` (or its single sub-folder such as ``Market-1501-v15.09.15``).
-        check_images (bool): open every image once to fail early on a broken file.
+        check_images (bool): decode every image once to fail early on a broken file.
 
     Returns:
         ReIDSplits: 751 train ids / 12,936 images, 3,368 queries, 19,732 gallery images on
@@ -344,7 +215,7 @@ def load_dukemtmc(root: str | Path, *, check_images: bool = False) -> ReIDSplits
     Args:
         root (str or Path): the folder holding the three Market-layout folders (or its single
             sub-folder ``DukeMTMC-reID``).
-        check_images (bool): open every image once to fail early on a broken file.
+        check_images (bool): decode every image once to fail early on a broken file.
 
     Returns:
         ReIDSplits: 702 train ids / 16,522 images, 2,228 queries, 17,661 gallery images.
@@ -369,7 +240,7 @@ def load_cuhk03np(
         root (str or Path): the folder holding ``detected/`` and/or ``labeled/``, each in the
             Market layout (or its single sub-folder such as ``cuhk03-np``).
         variant (str): ``"detected"`` (default) or ``"labeled"`` boxes.
-        check_images (bool): open every image once to fail early on a broken file.
+        check_images (bool): decode every image once to fail early on a broken file.
 
     Returns:
         ReIDSplits: named ``"cuhk03np-detected"`` or ``"cuhk03np-labeled"``.
@@ -440,7 +311,7 @@ def load_msmt17(
             as ``MSMT17_V1``).
         include_val (bool): add ``list_val.txt`` to train (default True: the 32,621-image
             training set of the paper; torchreid leaves it out by default).
-        check_images (bool): open every image once to fail early on a missing/broken file.
+        check_images (bool): decode every image once to fail early on a missing/broken file.
 
     Returns:
         ReIDSplits: 1,041 train ids, 11,659 queries, 82,161 gallery images, 15 cameras.
@@ -464,22 +335,27 @@ def load_msmt17(
         train, query, gallery, name=f"msmt17-{version}", root=str(base), distractor_pid=None
     )
     if check_images:
-        for items in (splits.train, splits.query, splits.gallery):
-            _check_images(items)
+        _check_images(splits.train + splits.query + splits.gallery, base)
     return splits
 
 
 # ----------------------------------------------------------------------------- auto-detect
 
 
-def _is_synthetic(base: Path) -> bool:
-    manifest = base / "manifest.json"
-    if not manifest.is_file():
+def _check_synthetic(base: Path) -> bool:
+    """Whether ``base`` is a drsl synthetic set; ValueError when it is one but half-written or
+    damaged (images missing, extra or of another size than its manifest says)."""
+    from drsl.data.synth.manifest import check_set, is_ours, repair_command
+
+    if not is_ours(base):
         return False
-    try:
-        return json.loads(manifest.read_text()).get("generator") == "drsl.data.synth"
-    except (OSError, ValueError):
-        return False
+    problem = check_set(base)
+    if problem:
+        raise ValueError(
+            f"{base} is a drsl synthetic set that is half-written or damaged ({problem}); "
+            f"repair it with: {repair_command(base)}"
+        )
+    return True
 
 
 def load_dataset(root: str | Path, **kwargs) -> ReIDSplits:
@@ -498,15 +374,12 @@ def load_dataset(root: str | Path, **kwargs) -> ReIDSplits:
 
     Raises:
         FileNotFoundError: no known layout (the message lists them).
+        NotADirectoryError: ``root`` is a file.
+        ValueError: a half-written or damaged drsl synthetic set (with the repair command).
 
     Reference: see the module docstring for the layouts.
     """
-    root = Path(root).expanduser()
-    if not root.is_dir():
-        raise FileNotFoundError(
-            f"missing folder {root}; expected one of the layouts: "
-            f"{_MARKET_LAYOUT}; {_CUHK_LAYOUT}; {_MSMT_LAYOUT}"
-        )
+    root = _folder(root, f"one of {_MARKET_LAYOUT}; {_CUHK_LAYOUT}; {_MSMT_LAYOUT}")
     candidates = [root] + [p for p in sorted(root.iterdir()) if p.is_dir()]
     for p in candidates:
         if _msmt_dirs(p) is not None:
@@ -524,3 +397,48 @@ def load_dataset(root: str | Path, **kwargs) -> ReIDSplits:
         f"no re-ID dataset layout recognised in {root}; expected one of: {_MARKET_LAYOUT}; "
         f"{_CUHK_LAYOUT}; {_MSMT_LAYOUT}"
     )
+
+
+# ----------------------------------------------------------------------------- check command
+
+
+def check_command(root: str | Path) -> int:
+    """Load the dataset in ``root``, decode every image, print what is unreadable.
+
+    Args:
+        root (str or Path): a dataset folder in any layout :func:`load_dataset` detects.
+
+    Returns:
+        int: 0 when every image reads, 1 when some do not (each printed as ``path: reason``).
+
+    Raises:
+        FileNotFoundError, NotADirectoryError, ValueError: as :func:`load_dataset`.
+    """
+    splits = load_dataset(root)
+    paths = [p for items in (splits.train, splits.query, splits.gallery) for p, _, _ in items]
+    bad = scan_images(paths)
+    for path, reason in bad:
+        print(f"{path}: {reason}")
+    print(f"{splits.root}: {len(paths)} images, {len(bad)} unreadable")
+    return 1 if bad else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m drsl.data.datasets --check ROOT``: list the unreadable images of a dataset."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m drsl.data.datasets",
+        description="Check a re-ID dataset folder: every image must decode.",
+    )
+    parser.add_argument("--check", type=Path, required=True, metavar="ROOT", help="the dataset")
+    args = parser.parse_args(argv)
+    try:
+        return check_command(args.check)
+    except (OSError, ValueError) as err:
+        parser.error(str(err))
+    return 2  # not reached: parser.error exits
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -30,13 +30,13 @@ def load_images(paths: Sequence[str], size: tuple[int, int] = (64, 128)) -> np.n
         np.ndarray: ``N x height x width x 3`` uint8.
 
     Raises:
-        OSError: an unreadable image (named).
+        drsl.data.datasets.BadImageError: an unreadable image (named, with the count of the
+            other bad ones).
     """
-    from drsl.data.datasets import read_image
+    from drsl.data.imagefile import iter_images
 
     out = np.empty((len(paths), size[1], size[0], 3), dtype=np.uint8)
-    for i, path in enumerate(paths):
-        img = read_image(path)
+    for i, img in enumerate(iter_images(list(paths))):
         if img.size != tuple(size):
             img = img.resize(size, Image.Resampling.BILINEAR)
         out[i] = np.asarray(img)

@@ -61,11 +61,20 @@ class PKSampler(Sampler[list[int]]):
     runs the current epoch and then advances it; :meth:`set_epoch` sets it, as with
     ``DistributedSampler``. The same ``seed`` and epoch give the same batches.
 
+    Data-parallel training (``world_size = W > 1``): every rank builds the same global draw,
+    one PK epoch of ``W * P`` identities per batch (same seed), and rank ``r`` takes the
+    ``r``-th block of ``P`` identities of each global batch. So the ranks of a step hold
+    distinct identities, together they equal the one-process draw with ``P' = W * P``, and
+    every rank has the same number of batches. ``world_size=1`` is the plain sampler.
+
     Args:
         labels (sequence of int): identity label of each dataset item, length ``N``.
-        P (int): identities per batch (``>= 2``, at most the number of identities).
+        P (int): identities per batch on this rank (``>= 2``; ``W * P`` at most the number
+            of identities).
         K (int): instances per identity (``>= 1``).
-        seed (int): base seed. Default 0.
+        seed (int): base seed (the same on every rank). Default 0.
+        rank (int): this process's rank, ``0 <= rank < world_size``. Default 0.
+        world_size (int): number of data-parallel processes (``>= 1``). Default 1.
 
     Reference: Hermans et al., arXiv:1703.07737 (PK batches).
 
@@ -75,9 +84,22 @@ class PKSampler(Sampler[list[int]]):
         (2, 4, 0.5)
         >>> [sorted({[0, 0, 1, 1, 2, 2, 2, 2][i] for i in b}) for b in s]
         [[1, 2], [0, 2]]
+        >>> r0, r1 = (PKSampler(list(range(8)) * 2, P=2, K=2, rank=r, world_size=2) for r in (0, 1))
+        >>> whole = PKSampler(list(range(8)) * 2, P=4, K=2)
+        >>> all(a + b == w for a, b, w in zip(r0.batches(0), r1.batches(0), whole.batches(0)))
+        True
     """
 
-    def __init__(self, labels: Sequence[int], P: int, K: int, *, seed: int = 0) -> None:
+    def __init__(
+        self,
+        labels: Sequence[int],
+        P: int,
+        K: int,
+        *,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
         lab = np.asarray(labels.cpu() if hasattr(labels, "cpu") else labels).reshape(-1)
         if lab.size == 0:
             raise ValueError("labels is empty: nothing to sample")
@@ -87,16 +109,23 @@ class PKSampler(Sampler[list[int]]):
             raise ValueError(f"P must be an integer >= 2, got {P!r}")
         if int(K) != K or K < 1:
             raise ValueError(f"K must be an integer >= 1, got {K!r}")
+        if int(world_size) != world_size or world_size < 1:
+            raise ValueError(f"world_size must be an integer >= 1, got {world_size!r}")
+        if int(rank) != rank or not 0 <= rank < world_size:
+            raise ValueError(f"rank must be an integer in 0..{world_size - 1}, got {rank!r}")
         self.labels = lab
         self.P, self.K, self.seed = int(P), int(K), int(seed)
+        self.rank, self.world_size = int(rank), int(world_size)
         self.identities, self._codes, self._counts = np.unique(
             lab, return_inverse=True, return_counts=True
         )
-        if len(self.identities) < self.P:
+        if len(self.identities) < self.global_P:
+            ranks = f" on each of {self.world_size} ranks" if self.world_size > 1 else ""
             raise ValueError(
-                f"P={self.P} identities per batch but labels hold only {len(self.identities)}"
+                f"P={self.P} identities per batch{ranks} needs {self.global_P} identities but "
+                f"labels hold only {len(self.identities)}"
             )
-        self._groups, self._num_batches = self._plan(self._counts, self.K, self.P)
+        self._groups, self._num_batches = self._plan(self._counts, self.K, self.global_P)
         self.epoch = 0
 
     @staticmethod
@@ -110,8 +139,13 @@ class PKSampler(Sampler[list[int]]):
         return groups, num_batches
 
     @property
+    def global_P(self) -> int:
+        """Identities per step over all ranks: ``world_size * P``."""
+        return self.world_size * self.P
+
+    @property
     def batch_size(self) -> int:
-        """``P * K`` indices per batch."""
+        """``P * K`` indices per batch (on this rank)."""
         return self.P * self.K
 
     @property
@@ -132,8 +166,31 @@ class PKSampler(Sampler[list[int]]):
         """Set the epoch the next iteration runs (its batches depend on ``(seed, epoch)``)."""
         self.epoch = int(epoch)
 
+    def state_dict(self) -> dict:
+        """The sampler's resume state: its epoch and the settings that fix its draws.
+
+        Returns:
+            dict: ``epoch``, ``seed``, ``P``, ``K``, ``rank``, ``world_size``.
+        """
+        keys = ("epoch", "seed", "P", "K", "rank", "world_size")
+        return {k: getattr(self, k) for k in keys}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Resume from :meth:`state_dict`; ValueError when it belongs to other draws.
+
+        Args:
+            state (dict): from :meth:`state_dict` (on any rank of the same run).
+        """
+        for key in ("seed", "P", "K", "world_size"):
+            if key in state and state[key] != getattr(self, key):
+                raise ValueError(
+                    f"sampler state has {key}={state[key]!r} but this sampler has "
+                    f"{key}={getattr(self, key)!r}: it comes from another run"
+                )
+        self.set_epoch(state["epoch"])
+
     def batches(self, epoch: int) -> list[list[int]]:
-        """The batches of one epoch, without changing the sampler's epoch.
+        """The batches of one epoch (this rank's share), without changing the sampler's epoch.
 
         Args:
             epoch (int): the epoch.
@@ -141,8 +198,16 @@ class PKSampler(Sampler[list[int]]):
         Returns:
             list[list[int]]: ``len(self)`` lists of ``P * K`` dataset indices.
         """
+        out = self._global_batches(epoch)
+        if self.world_size == 1:
+            return out.tolist()
+        share = self.P * self.K  # rank r: identities r*P .. (r+1)*P - 1 of each global batch
+        return out[:, self.rank * share : (self.rank + 1) * share].tolist()
+
+    def _global_batches(self, epoch: int) -> np.ndarray:
+        """``B x (global_P * K)``: one seeded PK draw of ``global_P`` identities per batch."""
         rng = np.random.default_rng([self.seed, int(epoch)])
-        n_ids, K, P = len(self.identities), self.K, self.P
+        n_ids, K, P = len(self.identities), self.K, self.global_P
         groups, B = self._groups, self._num_batches
         # identities in a random order; each identity's images shuffled, contiguous
         id_rank = np.empty(n_ids, dtype=np.int64)
@@ -179,8 +244,7 @@ class PKSampler(Sampler[list[int]]):
             group_id[table[b, p]] = code
         if extra:
             slots = np.concatenate([slots, np.stack(extra)])
-        out = slots[table[rng.permutation(B)]].reshape(B, P * K)
-        return out.tolist()
+        return slots[table[rng.permutation(B)]].reshape(B, P * K)
 
     def __iter__(self) -> Iterator[list[int]]:
         epoch = self.epoch

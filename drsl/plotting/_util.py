@@ -1,4 +1,5 @@
-"""Helpers every plotting submodule shares: the ``ax=None`` convention and array input.
+"""Helpers every plotting submodule shares: the ``ax=None`` convention, array input, and the
+course theme (applied on import).
 
 Not imported by ``drsl.plotting`` itself (it would load pyplot on ``import drsl.plotting``),
 only by the submodules that draw.
@@ -8,6 +9,10 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+
+from ._style import set_course_theme
+
+set_course_theme()  # one theme for every figure of the course (drsl.plotting._style.THEME)
 
 
 def new_axes(ax, figsize=None, *, layout: str | None = "constrained", **subplot_kw):

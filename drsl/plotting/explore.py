@@ -6,7 +6,7 @@ They take the results of :mod:`drsl.explore` (``BatchSummary``, ``RatioCurves``,
 compute nothing themselves. Every function takes ``ax=None`` (or ``axes=None``) and returns the
 Figure.
 
-Reference: spec ``drsl-loss.md``, "Why it suits imbalance".
+Reference: ``docs/drsl-loss-spec.md``, "Why it suits imbalance".
 """
 
 from __future__ import annotations

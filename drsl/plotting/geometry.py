@@ -1,66 +1,50 @@
-"""Embedding geometry figures: t-SNE, positive vs negative distance and angle histograms with
-their overlap statistics, the rank-in-rank view, and ranking grids under the Market protocol.
+"""Embedding geometry figures: t-SNE, and positive vs negative distance and angle distributions
+with their overlap statistics (seaborn ``histplot`` and ``ecdfplot`` with ``hue``). The
+rank-in-rank views (per-query Spearman as box, strip and violin plots):
+:mod:`drsl.plotting.rank_in_rank`; ranking grids: :mod:`drsl.plotting.ranking`.
 
 Every function takes ``ax=None`` (or ``axes=None``), draws into it or into a new figure, and
 returns the matplotlib Figure; none saves a file or prints. The numbers come from
 :mod:`drsl.geometry` (which takes every distance and angle from :mod:`drsl.distances` and every
 AP from :mod:`drsl.metrics`).
 
-Reference: spec ``drsl-loss.md`` ("Words"; "The loss for one anchor": rank, then in rank);
+Reference: ``docs/drsl-loss-spec.md`` ("Words"; "The loss for one anchor": rank, then in rank);
 the paper's abstract (inter-class distance distribution, intra-class angle structure).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
+import pandas as pd
+import seaborn as sns
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter, NullFormatter
 
-from drsl.geometry import (
-    PairGeometry,
-    overlap_stats,
-    rank_queries,
-    select_identities,
-    select_queries,
-    spearman_per_query,
-    tsne,
-)
+from drsl.geometry import PairGeometry, overlap_stats, select_identities, tsne
 
 __all__ = [
     "POS_COLOR",
     "NEG_COLOR",
     "plot_tsne",
     "plot_pair_histograms",
-    "plot_rank_in_rank",
-    "plot_ranking",
+    "plot_pair_ecdf",
 ]
 
 #: Colour of positive pairs / true matches (green), and of negatives / false matches (red).
+from ._style import AXIS_LABEL as _KIND_LABEL
 from ._style import NEG_COLOR, POS_COLOR
 from ._util import new_axes, to_numpy
 
+# the rank-in-rank views lived here before drsl.plotting.rank_in_rank: the old import path
+# ``drsl.plotting.geometry.plot_rank_in_rank`` keeps working (one object, one home)
+from .rank_in_rank import plot_rank_in_rank, plot_spearman_by_model  # noqa: F401
+
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
-_KIND_LABEL = {"distance": "Euclidean distance", "angle": "angle (degrees)"}
-
-
-def _filled_stairs(ax, counts, edges, colour, label: str) -> None:
-    """A histogram as a filled outline: translucent face, solid edge (one style throughout)."""
-    ax.stairs(
-        counts,
-        edges,
-        fill=True,
-        facecolor=to_rgba(colour, 0.3),
-        edgecolor=colour,
-        linewidth=1.6,
-        label=label,
-    )
 
 
 def _id_colours(ids: np.ndarray) -> dict:
@@ -203,7 +187,21 @@ def plot_tsne(
 
 
 # --------------------------------------------------------------------------------------------
-# histograms
+# distance and angle distributions
+
+
+def _pair_histograms(geom: PairGeometry, kind: str, bins) -> tuple[np.ndarray, dict]:
+    """Shared bin edges and per-class counts of the positive and negative pairs' values."""
+    values = geom.values(kind)
+    pos, neg = values[geom.pos_mask], values[geom.neg_mask]
+    if pos.size == 0 and neg.size == 0:
+        raise ValueError("geom holds no pair: nothing to plot")
+    edges = np.histogram_bin_edges(np.concatenate([pos, neg]).astype(np.float64), bins=bins)
+    counts = {
+        "positives": (np.histogram(pos, bins=edges)[0], pos.size),
+        "negatives": (np.histogram(neg, bins=edges)[0], neg.size),
+    }
+    return edges, counts
 
 
 def plot_pair_histograms(
@@ -217,11 +215,14 @@ def plot_pair_histograms(
 ) -> Figure:
     """Histograms of the positive and of the negative pairs' distances (or angles).
 
-    Both use the same bin edges. With ``normalize`` each histogram sums to 1 (a share of its
-    pairs: negatives far outnumber positives), else it counts pairs. The legend gives the
-    number of pairs and the overlap statistics: the ROC-AUC of telling negatives from
-    positives by this value (:func:`drsl.geometry.separation_auc`, 1 = no overlap) and the
-    share of anchors whose nearest negative comes before their farthest positive
+    Drawn by ``seaborn.histplot`` with ``hue`` = positives / negatives, on shared bin edges.
+    With ``normalize`` each class sums to 1 (``stat="probability"``, ``common_norm=False``: a
+    share of its own pairs, since negatives far outnumber positives), else it counts pairs.
+    The counts are binned here first and passed as weights, so millions of pairs cost one
+    ``np.histogram`` each. The legend gives the number of pairs and the overlap statistics:
+    the ROC-AUC of telling negatives from positives by this value
+    (:func:`drsl.geometry.separation_auc`, 1 = no overlap) and the share of anchors whose
+    nearest negative comes before their farthest positive
     (:func:`drsl.geometry.overlap_fraction`, 0 = every ranked list perfect).
 
     Args:
@@ -234,314 +235,116 @@ def plot_pair_histograms(
         title (str, optional): the title; default names the kind.
 
     Returns:
-        matplotlib.figure.Figure: the figure (two ``StepPatch`` artists, positives first).
+        matplotlib.figure.Figure: the figure; ``ax.containers`` holds one bar container per
+        class, its bars the per-bin shares (or counts).
 
     Reference: the paper's abstract (inter-class distance distribution, intra-class angles).
     """
-    values = geom.values(kind)
-    pos, neg = values[geom.pos_mask], values[geom.neg_mask]
-    if pos.size == 0 and neg.size == 0:
-        raise ValueError("geom holds no pair: nothing to plot")
-    both = np.concatenate([pos, neg]).astype(np.float64)
-    edges = np.histogram_bin_edges(both, bins=bins)
-    s = overlap_stats(geom) if pos.size and neg.size else {}
-    key = "distance" if kind == "distance" else "angle"
+    edges, counts = _pair_histograms(geom, kind, bins)
+    labels = {name: f"{name} (n={n:,})" for name, (_, n) in counts.items()}
+    centres = (edges[:-1] + edges[1:]) / 2
+    frame = pd.DataFrame(
+        {
+            "value": np.tile(centres, 2),
+            "weight": np.concatenate([c.astype(np.float64) for c, _ in counts.values()]),
+            "pairs": np.repeat([labels["positives"], labels["negatives"]], centres.size),
+        }
+    )
     fig, ax = new_axes(ax, (6.5, 4.2))
-    for vals, colour, name in ((pos, POS_COLOR, "positives"), (neg, NEG_COLOR, "negatives")):
-        counts = np.histogram(vals, bins=edges)[0].astype(np.float64)
-        if normalize and vals.size:
-            counts /= vals.size
-        _filled_stairs(ax, counts, edges, colour, f"{name} (n={vals.size:,})")
-    legend_title = None
-    if s:
-        legend_title = (
+    sns.histplot(
+        frame,
+        x="value",
+        weights="weight",
+        hue="pairs",
+        hue_order=[labels["positives"], labels["negatives"]],
+        palette=[POS_COLOR, NEG_COLOR],
+        bins=edges.tolist(),  # a list: seaborn 0.13 compares an array to "auto" with weights
+        stat="probability" if normalize else "count",
+        common_norm=False,
+        element="bars",
+        alpha=0.35,
+        linewidth=0.3,
+        ax=ax,
+    )
+    key = "distance" if kind == "distance" else "angle"
+    legend = ax.get_legend()
+    if counts["positives"][1] and counts["negatives"][1]:
+        s = overlap_stats(geom)
+        legend.set_title(
             f"ROC-AUC neg vs pos: {s[f'auc_{key}']:.3f}\n"
             f"anchors with nearest neg < farthest pos: {100 * s[f'overlap_{key}']:.1f}%"
         )
-    top = max(
-        (p.get_data().values.max() for p in ax.patches[-2:] if p.get_data().values.size),
-        default=1.0,
-    )
+    else:
+        legend.set_title(None)
+    top = max((max((b.get_height() for b in c), default=0.0) for c in ax.containers), default=1.0)
     ax.set_ylim(0, 1.5 * top if top > 0 else 1.0)  # headroom: the legend sits above the bars
-    ax.legend(title=legend_title, fontsize=8, title_fontsize=8, loc="upper right", framealpha=0.9)
+    sns.move_legend(ax, "upper right", fontsize=8, title_fontsize=8, framealpha=0.9)
     ax.set_xlabel(_KIND_LABEL[kind])
     ax.set_ylabel("share of pairs per bin" if normalize else "number of pairs")
     ax.set_title(title if title is not None else f"Positive vs negative pairs: {_KIND_LABEL[kind]}")
     return fig
 
 
-# --------------------------------------------------------------------------------------------
-# rank in rank
-
-
-def plot_rank_in_rank(
-    geom: PairGeometry,
+def plot_pair_ecdf(
+    geoms: Mapping[str, PairGeometry],
     *,
-    min_positives: int = 3,
-    max_points: int = 4000,
-    seed: int = 0,
-    axes=None,
-    title: str | None = None,
-) -> Figure:
-    """The rank-in-rank view: per-query Spearman of the positives' distance vs angle order,
-    and a scatter of distance vs angle for positive and negative pairs.
-
-    Left: the distribution over queries (with at least ``min_positives`` positives) of
-    Spearman's rho between the order of its positives by distance and by angle
-    (:func:`drsl.geometry.spearman_per_query`); rho = 1 when the positives sit at distances in
-    the order of their angles, which DRSL's sorting term asks for. Right: each pair as a point
-    (distance, angle); at most ``max_points`` per class are drawn (a seeded random subset), in
-    one collection (gid ``"pairs"``) in random order so that neither class covers the other.
-
-    Args:
-        geom (PairGeometry): pairs from :func:`drsl.geometry.pair_geometry`.
-        min_positives (int): fewest positives for a query to enter the left panel. Default 3.
-        max_points (int): most points per class in the scatter (>= 1). Default 4000.
-        seed (int): seed of the scatter's subset. Default 0.
-        axes (sequence of 2 Axes, optional): where to draw; default a new 1 x 2 figure.
-        title (str, optional): a title: the figure's when it is new, else a first line over
-            the left panel's. Default none.
-
-    Returns:
-        matplotlib.figure.Figure: the figure.
-
-    Reference: spec "The loss for one anchor": sorting error ``l_S`` orders the positives by
-    their angle targets ``t = (1 + cos) / 2``; Spearman (1904).
-    """
-    if max_points < 1:
-        raise ValueError(f"max_points must be >= 1, got {max_points}")
-    own_figure = axes is None
-    if own_figure:
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
-    else:
-        if len(axes) != 2:
-            raise ValueError(f"axes must hold 2 Axes, got {len(axes)}")
-        fig = axes[0].figure
-    ax_rho, ax_sc = axes[0], axes[1]
-    rho, _ = spearman_per_query(geom.dist, geom.angle, geom.pos_mask, min_positives=min_positives)
-    edges = np.linspace(-1.0, 1.0, 21)
-    counts = np.histogram(rho, bins=edges)[0]
-    _filled_stairs(ax_rho, counts, edges, POS_COLOR, f"queries (n={rho.size:,})")
-    if rho.size:
-        med = float(np.median(rho))
-        ax_rho.axvline(med, color="black", ls="--", lw=1.2, label=f"median rho = {med:.2f}")
-    else:
-        ax_rho.text(
-            0.5,
-            0.5,
-            f"no query with >= {min_positives} positives",
-            transform=ax_rho.transAxes,
-            ha="center",
-            va="center",
-        )
-    ax_rho.set_xlim(-1.05, 1.05)
-    ax_rho.set_xlabel("Spearman rho: positives' distance order vs angle order")
-    ax_rho.set_ylabel("number of queries")
-    ax_rho.legend(fontsize=8, loc="upper left")
-    ax_rho.set_title(f"Rank in rank, per query (>= {min_positives} positives)")
-
-    rng = np.random.default_rng(seed)
-    xs, ys, cols, handles = [], [], [], []
-    for mask, colour, name in (
-        (geom.pos_mask, POS_COLOR, "positives"),
-        (geom.neg_mask, NEG_COLOR, "negatives"),
-    ):
-        d, a = geom.dist[mask], geom.angle[mask]
-        if d.size > max_points:
-            idx = np.sort(rng.choice(d.size, size=max_points, replace=False))
-            d, a = d[idx], a[idx]
-        xs.append(d)
-        ys.append(a)
-        cols += [colour] * d.size
-        total = int(mask.sum())
-        label = f"{name} ({d.size:,} of {total:,})" if d.size < total else f"{name} ({total:,})"
-        handles.append(Line2D([], [], ls="", marker="o", ms=6, color=colour, label=label))
-    # one collection in random order: neither class hides the other where they overlap
-    order = rng.permutation(sum(x.size for x in xs))
-    coll = ax_sc.scatter(
-        np.concatenate(xs)[order],
-        np.concatenate(ys)[order],
-        s=7,
-        c=[cols[i] for i in order],
-        alpha=0.35,
-        linewidths=0,
-    )
-    coll.set_gid("pairs")
-    ax_sc.set_xlabel(_KIND_LABEL["distance"])
-    ax_sc.set_ylabel(_KIND_LABEL["angle"])
-    ax_sc.legend(handles=handles, fontsize=8, loc="lower right")
-    ax_sc.set_title("Distance vs angle of every pair")
-    if title is not None:
-        if own_figure:
-            fig.suptitle(title)
-        else:
-            ax_rho.set_title(f"{title}\n{ax_rho.get_title()}")
-    return fig
-
-
-# --------------------------------------------------------------------------------------------
-# ranking grids
-
-
-def _load_image(img) -> np.ndarray:
-    if isinstance(img, (str, Path)):
-        from PIL import Image
-
-        with Image.open(img) as im:
-            return np.asarray(im.convert("RGB"))
-    if isinstance(img, torch.Tensor):
-        img = img.detach().cpu().numpy()
-    a = np.asarray(img)
-    if a.ndim != 3 or a.shape[2] != 3:
-        raise ValueError(f"an image must be a path or an H x W x 3 array, got shape {a.shape}")
-    return a
-
-
-def plot_ranking(
-    distmat,
-    q_pids,
-    g_pids,
-    q_camids,
-    g_camids,
-    q_images: Sequence,
-    g_images: Sequence,
-    *,
-    order: str = "random",
-    num_queries: int = 4,
-    topk: int = 8,
-    query_indices: Sequence[int] | None = None,
-    seed: int = 0,
-    ap_mode: str = "noninterp",
+    kind: str = "angle",
+    bins: int = 512,
     ax=None,
     title: str | None = None,
 ) -> Figure:
-    """Queries with their top-k gallery images (green border: true match, red: not) and a
-    strip with the ranks of all their true matches.
+    """Empirical CDFs of the positive and negative pairs' values, for several models on one axes.
 
-    The Market protocol of :func:`drsl.metrics.evaluate_rank` applies: gallery items of the
-    query's identity and camera, and junk (pid ``-1``), are left out of the ranking; ranks
-    count only the kept items. The queries are ``query_indices``, else ``num_queries`` valid
-    queries chosen by ``order`` (:func:`drsl.geometry.select_queries`): ``"random"``, or by
-    AP, ``"best"`` or ``"worst"`` first; the title says which, and the mAP over all queries,
-    since the worst queries alone misrepresent a model.
+    ``seaborn.ecdfplot`` with ``hue`` = model; positives solid, negatives dashed. An ECDF
+    needs no bin choice to compare shapes and is not swamped by the many negatives; for speed
+    the values are first binned on ``bins`` shared edges (the curve is exact at every edge).
+    Angles share one scale across models; distances need not.
 
     Args:
-        distmat (array-like, nq x ng): query-gallery distances.
-        q_pids, g_pids, q_camids, g_camids (array-like): identities and cameras.
-        q_images, g_images (sequence): per query / gallery item an image path or an
-            ``H x W x 3`` array (only the displayed ones are read).
-        order (str): ``"random"``, ``"best"`` or ``"worst"``. Default random.
-        num_queries (int): queries shown when ``query_indices`` is None. Default 4.
-        topk (int): gallery images per query (>= 1). Default 8.
-        query_indices (sequence of int, optional): the queries to show, in this order.
-        seed (int): seed of the random order. Default 0.
-        ap_mode (str): AP definition, as in :mod:`drsl.metrics`. Default ``"noninterp"``.
-        ax (matplotlib Axes, optional): a region to draw in (its frame is hidden and the grid
-            drawn inside it); default a new figure.
-        title (str, optional): a prefix for the title (e.g. the model's name).
+        geoms (Mapping[str, PairGeometry]): model name -> its pairs.
+        kind (str): ``"angle"`` (default, degrees) or ``"distance"``.
+        bins (int): shared bins for the binned ECDF (>= 2). Default 512.
+        ax (matplotlib Axes, optional): where to draw; default a new figure.
+        title (str, optional): the title.
 
     Returns:
-        matplotlib.figure.Figure: the figure. Its inner axes carry labels
-        ``"query:<row>"``, ``"gallery:<row>:<k>"`` and ``"strip:<row>"``.
-
-    Reference: Market-1501 protocol (Zheng et al., ICCV 2015); AP from :mod:`drsl.metrics`.
+        matplotlib.figure.Figure: the figure; one line per (model, class), each ending at 1.
     """
-    if topk < 1:
-        raise ValueError(f"topk must be >= 1, got {topk}")
-    dm = to_numpy(distmat)
-    nq, ng = dm.shape
-    if len(q_images) != nq or len(g_images) != ng:
-        raise ValueError(
-            f"need one image per query and gallery item: {nq} and {ng}, got "
-            f"{len(q_images)} and {len(g_images)}"
+    if not geoms:
+        raise ValueError("geoms is empty: pass at least one model's PairGeometry")
+    if bins < 2:
+        raise ValueError(f"bins must be >= 2, got {bins}")
+    span = [v for g in geoms.values() for v in (g.values(kind).min(), g.values(kind).max())]
+    edges = np.linspace(min(span), max(span), bins + 1)
+    parts = []
+    for name, g in geoms.items():
+        _, counts = _pair_histograms(g, kind, edges)
+        for cls, (c, _) in counts.items():
+            parts.append(
+                pd.DataFrame({"value": edges[1:], "weight": c, "model": name, "pairs": cls})
+            )
+    frame = pd.concat(parts, ignore_index=True)
+    fig, ax = new_axes(ax, (6.5, 4.2))
+    palette = dict(zip(geoms, sns.color_palette(n_colors=len(geoms)), strict=True))
+    for cls, ls in (("positives", "-"), ("negatives", "--")):
+        sns.ecdfplot(
+            frame[frame["pairs"] == cls],
+            x="value",
+            weights="weight",
+            hue="model",
+            hue_order=list(geoms),
+            palette=palette,
+            ls=ls,
+            legend=False,
+            ax=ax,
         )
-    sel = select_queries(
-        dm,
-        q_pids,
-        g_pids,
-        q_camids,
-        g_camids,
-        order=order,
-        num=num_queries,
-        query_indices=query_indices,
-        seed=seed,
-        ap_mode=ap_mode,
-    )
-    rankings = rank_queries(dm, q_pids, g_pids, q_camids, g_camids, sel.indices, ap_mode=ap_mode)
-    qp, gp = to_numpy(q_pids).astype(np.int64), to_numpy(g_pids).astype(np.int64)
-    qc, gc = to_numpy(q_camids).astype(np.int64), to_numpy(g_camids).astype(np.int64)
-    rows = len(rankings)
-    if ax is None:
-        fig = plt.figure(figsize=(1.05 * (topk + 1.5), 2.75 * rows + 0.6))
-        ax = fig.add_axes((0.02, 0.02, 0.96, 1 - 0.5 / (2.75 * rows + 0.6) - 0.02))
-    fig = ax.figure
-    ax.set_axis_off()
-    col_w = 1.0 / (topk + 1.4)
-    row_h = 1.0 / rows
-    describe = {
-        "random": f"{rows} random queries (seed {seed})",
-        "best": f"the {rows} best queries by AP, best first",
-        "worst": f"the {rows} worst queries by AP, worst first",
-        "given": f"{rows} chosen queries",
-    }[sel.order]
-    head = f"{title}: " if title else ""
-    ax.set_title(
-        f"{head}{describe} of {sel.valid.size} valid; mAP over all = {sel.mAP:.3f}",
-        fontsize=10,
-    )
-    for r, rk in enumerate(rankings):
-        top = 1.0 - r * row_h
-        # per row, top to bottom: images 60%, their two-line labels, the strip's title,
-        # the strip 9%, its tick labels
-        img_h, strip_h = 0.60 * row_h, 0.09 * row_h
-        img_y = top - 0.02 * row_h - img_h
-        strip_y = img_y - 0.23 * row_h - strip_h
-        qax = ax.inset_axes((0.0, img_y, col_w * 0.95, img_h))
-        qax.imshow(_load_image(q_images[rk.query]), aspect="auto")
-        qax.set_label(f"query:{r}")
-        _frame(qax, "#1f4e9c", 3.0)
-        qax.set_xlabel(f"query {rk.query}\nid {qp[rk.query]} · cam {qc[rk.query]}", fontsize=7)
-        for k in range(min(topk, rk.gallery.size)):
-            g = int(rk.gallery[k])
-            gax = ax.inset_axes(((1.4 + k) * col_w, img_y, col_w * 0.92, img_h))
-            gax.imshow(_load_image(g_images[g]), aspect="auto")
-            gax.set_label(f"gallery:{r}:{k}")
-            _frame(gax, POS_COLOR if rk.matches[k] else NEG_COLOR, 4.0)
-            gax.set_xlabel(f"#{k + 1}\nid {gp[g]} · cam {gc[g]}", fontsize=7)
-        sax = ax.inset_axes((1.4 * col_w, strip_y, 1.0 - 1.4 * col_w, strip_h))
-        sax.set_label(f"strip:{r}")
-        _rank_strip(sax, rk.match_ranks, rk.gallery.size, topk, rk.ap)
+    handles = [Line2D([], [], color=c, label=name) for name, c in palette.items()]
+    handles += [
+        Line2D([], [], color="0.3", ls=ls, label=c)
+        for c, ls in (("positives", "-"), ("negatives", "--"))
+    ]
+    ax.legend(handles=handles, fontsize=8, loc="lower right")
+    ax.set_xlabel(_KIND_LABEL[kind])
+    ax.set_ylabel("share of pairs up to this value")
+    ax.set_title(title if title is not None else f"ECDF of pair {kind}s, per model")
     return fig
-
-
-def _frame(ax, colour: str, width: float) -> None:
-    ax.set_xticks([])
-    ax.set_yticks([])
-    for spine in ax.spines.values():
-        spine.set_edgecolor(colour)
-        spine.set_linewidth(width)
-
-
-def _rank_strip(ax, ranks: np.ndarray, n: int, topk: int, ap: float) -> None:
-    """Ranks of all true matches as ticks along 1..n (log axis when n > 50)."""
-    ax.axvspan(0.5, min(topk, n) + 0.5, color="0.88", zorder=0)
-    ax.vlines(ranks, 0, 1, colors=POS_COLOR, linewidth=2.0, zorder=2)
-    ax.set_xlim(0.5 if n <= 50 else 0.9, n + 0.5)
-    if n > 50:
-        ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
-        ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_ylim(0, 1)
-    ax.set_yticks([])
-    ax.tick_params(axis="x", labelsize=7, length=2, pad=1)
-    for spine in ("top", "right", "left"):
-        ax.spines[spine].set_visible(False)
-    first = f", first at {ranks[0]}" if ranks.size else ""
-    ap_text = f"{ap:.3f}" if ap >= 0.01 else f"{ap:.1e}"
-    ax.set_title(
-        f"ranks of all {ranks.size} true matches among {n} (grey: top-{topk}){first};"
-        f" AP = {ap_text}",
-        fontsize=7,
-        loc="left",
-        pad=2,
-    )

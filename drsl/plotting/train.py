@@ -1,10 +1,11 @@
-"""Training plots: learning curves and the positive/negative-ratio sweep.
+"""Training plots: learning curves, the positive/negative-ratio sweep, and result tables as
+annotated heatmaps (seaborn).
 
 Every function takes ``ax=None`` / ``axes=None`` and returns the matplotlib Figure; none saves
 or prints.
 
 Reference: the imbalance experiment of the paper's abstract (positive/negative ratio
-``(K - 1) / ((P - 1) K)`` in a P x K batch); spec ``drsl-loss.md``, "Why it suits imbalance".
+``(K - 1) / ((P - 1) K)`` in a P x K batch); ``docs/drsl-loss-spec.md``, "Why it suits imbalance".
 """
 
 from __future__ import annotations
@@ -14,8 +15,17 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
+import seaborn as sns
 
-__all__ = ["plot_learning_curves", "plot_sensitivity", "plot_sweep", "sweep_table"]
+from ._util import new_axes
+
+__all__ = [
+    "plot_learning_curves",
+    "plot_result_heatmap",
+    "plot_sensitivity",
+    "plot_sweep",
+    "sweep_table",
+]
 
 _METRIC_LABELS = {"mAP": "mAP", "R1": "rank-1", "mINP": "mINP"}
 
@@ -155,7 +165,7 @@ def plot_sweep(
     Returns:
         matplotlib.figure.Figure: the figure.
 
-    Reference: spec ``drsl-loss.md``, "Why it suits imbalance".
+    Reference: ``docs/drsl-loss-spec.md``, "Why it suits imbalance".
 
     Example:
         >>> import pandas as pd
@@ -239,8 +249,8 @@ def plot_sensitivity(
     Returns:
         matplotlib.figure.Figure: the figure.
 
-    Reference: the sensitivity studies of ``experiments/sensitivity.py`` (spec
-    ``drsl-loss.md``, "Step function" for ``delta``).
+    Reference: the sensitivity studies of ``experiments/sensitivity.py``
+    (``docs/drsl-loss-spec.md``, "Step function" for ``delta``).
 
     Example:
         >>> import pandas as pd
@@ -292,4 +302,70 @@ def plot_sensitivity(
     ax.set(xlabel=param, ylabel=f"{_METRIC_LABELS.get(metric, metric)} (%), mean ± std over seeds")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    return fig
+
+
+def plot_result_heatmap(
+    df,
+    *,
+    index: Sequence[str] = ("loss",),
+    columns: Sequence[str] = ("P", "K"),
+    metric: str = "mAP",
+    ax: Any | None = None,
+    title: str | None = None,
+    cmap: str = "viridis",
+):
+    """A results table as an annotated heatmap: mean over seeds (colour and first line) and
+    standard deviation (second line), in percent, of ``metric`` per cell of ``index x columns``.
+
+    Args:
+        df (pandas.DataFrame): one row per run (see :func:`sweep_table`), holding the
+            ``index`` and ``columns`` columns, ``seed`` and ``metric``.
+        index (Sequence[str]): the columns that make the heatmap's rows. Default the loss.
+        columns (Sequence[str]): the columns that make its columns. Default ``P`` and ``K``.
+        metric (str): ``"mAP"``, ``"R1"`` or ``"mINP"``.
+        ax (Axes, optional): where to draw; new figure if None.
+        title (str, optional): the title; default names the metric.
+        cmap (str): the colour map. Default viridis.
+
+    Returns:
+        matplotlib.figure.Figure: the figure; the heatmap's mesh holds the means in percent
+        (NaN where a cell has no run), each annotation reads ``mean`` over ``± std``
+        on two lines.
+
+    Example:
+        >>> import pandas as pd
+        >>> df = pd.DataFrame({"P": 4, "K": 4, "ratio": 0.25, "loss": ["a", "a", "b", "b"],
+        ...                    "seed": [0, 1, 0, 1], "mAP": [0.2, 0.4, 0.1, 0.1]})
+        >>> fig = plot_result_heatmap(df)
+        >>> [t.get_text().split() for t in fig.axes[0].texts]
+        [['30.0', '±', '14.1'], ['10.0', '±', '0.0']]
+    """
+    index, columns = list(index), list(columns)
+    table = sweep_table(df, metrics=(metric,), by=(*index, *columns))
+    if table.empty:
+        raise ValueError("no runs to draw")
+    mean = 100 * table.pivot_table(index=index, columns=columns, values=f"{metric}_mean")
+    std = 100 * table.pivot_table(
+        index=index, columns=columns, values=f"{metric}_std", dropna=False
+    )
+    std = std.reindex(index=mean.index, columns=mean.columns)
+    annot = mean.map(lambda v: f"{v:.1f}") + std.map(
+        lambda v: "\n± n/a" if np.isnan(v) else f"\n± {v:.1f}"
+    )
+    annot = annot.where(mean.notna(), "")
+    rows, cols = mean.shape
+    fig, ax = new_axes(ax, (1.6 + 1.15 * cols, 1.2 + 0.55 * rows))
+    label = f"{_METRIC_LABELS.get(metric, metric)} (%), mean over seeds"
+    sns.heatmap(
+        mean,
+        annot=annot.to_numpy(),
+        fmt="",
+        cmap=cmap,
+        ax=ax,
+        cbar_kws={"label": label},
+        annot_kws={"fontsize": 8},
+        linewidths=0.5,
+    )
+    ax.set_title(title if title is not None else f"{label}; ± std over seeds")
     return fig

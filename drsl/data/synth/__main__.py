@@ -2,7 +2,7 @@
 
 import sys
 
-from drsl.data.synth import main
+from drsl.data.synth.command import main
 
 if __name__ == "__main__":
     sys.exit(main())

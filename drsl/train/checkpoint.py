@@ -1,0 +1,274 @@
+"""Checkpoints: atomic saves, the small ``model.pt`` format, and the resumable ``last.pt`` state.
+
+- :func:`atomic_save`: ``torch.save`` through a temporary sibling (``drsl.fsutil.atomic_write``):
+  a kill during the save leaves the previous file intact, and the temporary
+  ``<name>.tmp-<pid>`` is removed on failure (or, after a ``SIGKILL``, by the next run).
+- :func:`save_model` / :func:`load_model`: the final checkpoint (float32 weights, config,
+  metrics, history), the format of the shipped checkpoints and of ``python -m drsl eval``.
+- :func:`rng_state` / :func:`set_rng_state`, :func:`read_state`: what ``last.pt`` needs so
+  that a resumed run replays the exact same steps.
+
+Reference: PyTorch ``torch.save``/``torch.load`` (serialization semantics).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from drsl.fsutil import atomic_write
+from drsl.models import ReIDNet
+from drsl.train.config import TrainConfig
+from drsl.train.factory import build_model, select_device
+
+__all__ = [
+    "FORMAT",
+    "CheckpointError",
+    "TrainResult",
+    "atomic_save",
+    "save_model",
+    "load_model",
+    "rng_state",
+    "set_rng_state",
+    "read_state",
+]
+
+FORMAT = "drsl-model-v1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used (missing, a folder, damaged, other config or data)."""
+
+
+@dataclass
+class TrainResult:
+    """What :func:`drsl.train.train` and :func:`drsl.train.load_or_train` return.
+
+    Attributes:
+        model (ReIDNet): the trained model (eval mode). config (TrainConfig): its config.
+        history (dict): ``{"train": [row per step], "eval": [row per evaluation]}``.
+        metrics (dict): the last evaluation (``mAP``, ``R1``, ``R5``, ``R10``, ``mINP``) or {}.
+        seconds (float): wall time of the loop, periodic evaluations included (summed over
+            resumed pieces).
+        out_dir (Path, optional): the run folder. loaded (bool): read from a checkpoint.
+        data_fingerprint (str): the training data's version (see ``ReIDData``).
+        world_size (int): processes of the data-parallel run (1: one process).
+    """
+
+    model: ReIDNet
+    config: TrainConfig
+    history: dict[str, list[dict[str, float]]]
+    metrics: dict[str, float]
+    seconds: float
+    out_dir: Path | None = None
+    loaded: bool = False
+    data_fingerprint: str = ""
+    world_size: int = 1
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` to a temporary sibling in the same folder, then ``os.replace`` it.
+
+    Args:
+        obj: anything ``torch.save`` accepts. path (str | PathLike): the destination.
+
+    Returns:
+        pathlib.Path: the destination.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> p = atomic_save({"a": 1}, pathlib.Path(tempfile.mkdtemp()) / "x.pt")
+        >>> torch.load(p), [q.name for q in p.parent.iterdir()]
+        ({'a': 1}, ['x.pt'])
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            torch.save(obj, fh)
+        os.chmod(tmp, 0o644)  # a checkpoint is meant to be shared
+
+    return atomic_write(path, write)
+
+
+def _metrics_of(history: dict[str, list[dict]]) -> dict[str, float]:
+    rows = history.get("eval", [])
+    return {k: v for k, v in rows[-1].items() if k not in ("step", "epoch")} if rows else {}
+
+
+def save_model(
+    result: TrainResult, path: str | os.PathLike, *, dataset: str = "", fingerprint: str = ""
+) -> Path:
+    """Write the small checkpoint: float32 weights, config, metrics and history.
+
+    Args:
+        result (TrainResult): a finished run. path (str | PathLike): the file.
+        dataset (str): the dataset's name, stored for reference.
+        fingerprint (str): the data version (``ReIDData.fingerprint``), stored to detect
+            a checkpoint evaluated on other data than it was trained on.
+
+    Returns:
+        pathlib.Path: the file.
+    """
+    sd = {
+        k: (v.float() if v.is_floating_point() else v).cpu()
+        for k, v in result.model.state_dict().items()
+    }
+    return atomic_save(
+        {
+            "format": FORMAT,
+            "config": result.config.to_dict(),
+            "num_classes": result.model.num_classes,
+            "state_dict": sd,
+            "metrics": result.metrics,
+            "history": result.history,
+            "seconds": result.seconds,
+            "dataset": dataset,
+            "data_fingerprint": fingerprint,
+            "world_size": result.world_size,
+        },
+        path,
+    )
+
+
+def _torch_load(path: Path, what: str, fix: str) -> Any:
+    """``torch.load`` with one-line errors: a folder, a missing file, a damaged file."""
+    if path.is_dir():
+        inside = path / "model.pt"
+        hint = f"; did you mean {inside}?" if inside.is_file() else "; pass a .pt file"
+        raise CheckpointError(f"{what} {path} is a directory, not a checkpoint file{hint}")
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means "damaged"
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(f"{path} is not a readable checkpoint ({first}){fix}") from None
+
+
+def load_model(
+    path: str | os.PathLike, *, device: str | torch.device | None = "cpu"
+) -> TrainResult:
+    """Read a checkpoint written by :func:`save_model` (or a ``last.pt``).
+
+    Args:
+        path (str | PathLike): the file. device: where to put the model (default CPU).
+
+    Returns:
+        TrainResult: with ``loaded=True``; the model in eval mode.
+
+    Raises:
+        FileNotFoundError: no such file. ValueError (``CheckpointError``): a directory, a
+        damaged file or not a drsl checkpoint.
+    """
+    path = Path(path)
+    ck = _torch_load(path, "checkpoint", "")
+    if not isinstance(ck, dict) or "config" not in ck:
+        raise CheckpointError(f"{path} is not a drsl checkpoint (no config inside)")
+    config = TrainConfig.from_dict(ck["config"])
+    model = build_model(config, ck["num_classes"])
+    model.load_state_dict(ck["state_dict"] if "state_dict" in ck else ck["model"])
+    model = model.to(device=select_device(device), dtype=torch.float32).eval()
+    hist = ck.get("history", {"train": [], "eval": []})
+    metrics = ck.get("metrics")
+    if metrics is None:
+        metrics = _metrics_of(hist)
+    return TrainResult(
+        model,
+        config,
+        hist,
+        metrics,
+        ck.get("seconds", 0.0),
+        path.parent,
+        True,
+        ck.get("data_fingerprint", ""),
+        int(ck.get("world_size", 1)),
+    )
+
+
+def rng_state(cuda_device: torch.device | None = None) -> dict[str, Any]:
+    """Every global RNG state a training step draws from (torch, numpy, random, CUDA).
+
+    Args:
+        cuda_device (torch.device, optional): save only this GPU's state (a data-parallel
+            process owns one GPU; reading the others would open a context on each). Default:
+            every GPU's.
+
+    Returns:
+        dict: the states, for :func:`set_rng_state`.
+    """
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),  # noqa: NPY002 - the global state, saved as is
+        "python": random.getstate(),
+    }
+    if cuda_device is not None and cuda_device.type == "cuda":
+        state["cuda_device"] = torch.cuda.get_rng_state(cuda_device)
+    elif torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any], cuda_device: torch.device | None = None) -> None:
+    """Restore what :func:`rng_state` returned (``cuda_device``: where a one-GPU state goes)."""
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])  # noqa: NPY002 - restores the global state
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if "cuda_device" in state and cuda_device is not None and cuda_device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda_device"], cuda_device)
+
+
+def read_state(
+    path: Path, config: TrainConfig, fingerprint: str, *, world_size: int = 1
+) -> dict[str, Any]:
+    """Read a ``last.pt`` for resuming and check it belongs to this run.
+
+    Args:
+        path (Path): the ``last.pt``. config (TrainConfig): the run's config.
+        fingerprint (str): the data version the run trains on.
+        world_size (int): processes of this run; a state of another number is refused (the
+            global batch ``W x P x K`` and the per-process random states would differ).
+
+    Returns:
+        dict: the saved state (model, optimizer, scheduler, rng, counters, history).
+
+    Raises:
+        CheckpointError: damaged file, other config, other data or another number of
+        processes (each message says how to launch, to start over with ``--no-resume`` /
+        ``resume=False`` or to use another folder).
+    """
+    fix = "; start over with --no-resume (resume=False) or delete it"
+    state = _torch_load(path, "resume state", fix)
+    if not isinstance(state, dict) or "optimizer" not in state or "config" not in state:
+        raise CheckpointError(f"{path} is not a drsl resume state{fix}")
+    # from_dict fills the fields a state of an older version lacks with their defaults
+    try:
+        same = TrainConfig.from_dict(state["config"]).to_dict() == config.to_dict()
+    except (TypeError, ValueError):
+        same = False
+    if not same:
+        raise CheckpointError(
+            f"{path} was written by a different config; use another out_dir or resume=False"
+        )
+    if state.get("data_fingerprint", "") != fingerprint:
+        raise CheckpointError(
+            f"{path} was written on other data ({state.get('data_fingerprint')!r}, "
+            f"now {fingerprint!r}); use another out_dir or resume=False"
+        )
+    saved = int(state.get("world_size", 1))
+    if saved != world_size:
+        raise CheckpointError(
+            f"{path} was written by a run of {saved} process(es), this one has {world_size}: "
+            f"launch with torchrun --nproc_per_node={saved} (world_size {saved}), or use "
+            "another out_dir or --no-resume"
+        )
+    return state
