@@ -180,7 +180,8 @@ plt.show()
 # precision (normalised by the rank, so it does not grow with the number of negatives), and
 # split the update so that positives receive exactly as much push as the negatives get
 # (notebook 02 checks this balance). Notebook 04 then tests whether it helps as the ratio
-# becomes extreme; notebook 06 lets you move $P$ and $K$ and watch.
+# becomes extreme; notebook 06 lets you move $P$ and $K$ and watch; notebook 07 adds a cross-batch memory and
+# more processes, which push the ratio far lower (notebook 07 computes by how much).
 #
 # ## 4. The map of the course
 # | # | notebook | what it teaches |
@@ -192,6 +193,7 @@ plt.show()
 # | 04 | train | a compact model, training, the imbalance experiment's results |
 # | 05 | geometry | t-SNE, distance and angle distributions, rank-in-rank, ranking plots |
 # | 06 | explore | the positive/negative ratio explorer (widgets) and a static fallback |
+# | 07 | scale | reference items, cross-batch memory, data-parallel training (`torchrun`) |
 
 # %% [markdown]
 # ## Summary
