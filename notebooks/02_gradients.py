@@ -306,7 +306,8 @@ assert np.allclose(per_pair["drsl_rank"], expected)
 # **Solution 1.** Yes, as long as $h$ stays below the distance to the nearest corner: between
 # corners the linear ramp is piecewise linear in the distances, and DRSL is smooth there. The
 # nearest corner is where some score gap $|s_j - s_i|$ is exactly $\delta$; the cell measures
-# how far the random point is from one, and finds the V's bottom at a step below it.
+# how far the random point is from one, and finds differences within `FD_RTOL` at steps below
+# that distance.
 
 # %% tags=["solution"]
 loss_lin = partial(L.drsl_loss, labels=y, angle_embeddings=f, smoothing="linear", delta=0.5)
@@ -315,7 +316,8 @@ gaps = (L.retrieval_scores(f)[:, :, None] - L.retrieval_scores(f)[:, None, :]).a
 corner = float((gaps - 0.5).abs().min())
 print(f"linear: best h {sw_lin.best_step:.1e}, error {sw_lin.errors.min():.1e}; "
       f"nearest corner {corner:.1e} away in score units")  # fmt: skip
-assert sw_lin.errors.min() < FD_RTOL and sw_lin.best_step < corner
+below = sw_lin.steps < corner  # steps that cannot reach the nearest corner
+assert below.any() and sw_lin.errors[below].min() < FD_RTOL
 
 # %% [markdown]
 # **Exercise 2.** Pass `loss_moving` instead of `loss_fixed` to `gradcheck` in section 4:
