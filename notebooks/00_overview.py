@@ -180,8 +180,8 @@ plt.show()
 # precision (normalised by the rank, so it does not grow with the number of negatives), and
 # split the update so that positives receive exactly as much push as the negatives get
 # (notebook 02 checks this balance). Notebook 04 then tests whether it helps as the ratio
-# becomes extreme; notebook 06 lets you move $P$ and $K$ and watch; notebook 07 adds a cross-batch memory and
-# more processes, which push the ratio far lower (notebook 07 computes by how much).
+# becomes extreme; notebook 06 lets you move $P$ and $K$ and watch; notebook 07 adds a
+# cross-batch memory and more processes, which push the ratio far lower (07 computes how far).
 #
 # ## 4. The map of the course
 # | # | notebook | what it teaches |
