@@ -19,21 +19,12 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pytest
+from chromium import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts" / "book"
-CHROMIUM = os.environ.get("DRSL_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-    "--disable-quic",
-]
 RAW_MATH = re.compile(r"\$[^$\s][^$\n]*\$|\\\(|\\\[")
 LOCAL_SCHEMES = ("file:", "data:", "blob:", "about:")
 
