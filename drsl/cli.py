@@ -1,12 +1,12 @@
-"""Command line: ``python -m drsl {train,eval,synth,sweep,sensitivity} ...``.
+"""Command line: ``python -m drsl {train,eval,synth,sweep,sensitivity,imbalance} ...``.
 
 Also installed as the ``drsl`` console script. The options of ``train`` are generated from the
 fields of :class:`drsl.train.config.TrainConfig` (:func:`add_dataclass_options`: one option per
 field, help text from the field's metadata), so an option is declared once. A run config file
 (``--config configs/ce_drsl.toml``, see :func:`drsl.train.config.read_config`) gives values
 first; flags on the command line override it; the resolved config is written to
-``OUT/config.toml``. ``synth``, ``sweep`` and ``sensitivity`` hand their arguments to
-``python -m drsl.data.synth``, ``experiments/sweep.py`` and ``experiments/sensitivity.py``.
+``OUT/config.toml``. ``synth``, ``sweep``, ``sensitivity`` and ``imbalance`` hand their arguments to
+``python -m drsl.data.synth`` and ``experiments/{sweep,sensitivity,imbalance}.py``.
 
 Errors policy: a user error (a bad value, path, config file, checkpoint or image, a run
 folder in use) prints one line ``drsl: error: ...`` naming the culprit and the fix on stderr
@@ -51,6 +51,11 @@ _PASS_THROUGH = {
         "script",
         "experiments/sensitivity.py",
         "the delta / lr / steps studies (experiments/)",
+    ),
+    "imbalance": (
+        "script",
+        "experiments/imbalance.py",
+        "the decisive imbalance experiment, tuned on validation (experiments/)",
     ),
 }
 
@@ -214,7 +219,7 @@ def _add_eval(sub) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``drsl`` argument parser (sub-commands ``train``, ``eval``, ``synth``, ``sweep``,
-    ``sensitivity``). Imports no torch.
+    ``sensitivity``, ``imbalance``). Imports no torch.
 
     Returns:
         argparse.ArgumentParser: the parser.
@@ -399,6 +404,7 @@ def _pass_through(name: str, argv: list[str]) -> int:
     sys.path.insert(0, str(path.parent))
     spec = importlib.util.spec_from_file_location(path.stem, path)
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = mod  # as ``python script.py`` would (dataclasses look it up)
     spec.loader.exec_module(mod)
     prog, sys.argv[0] = sys.argv[0], f"drsl {name}"  # the script's usage line names us
     try:

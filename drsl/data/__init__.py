@@ -9,6 +9,8 @@
   ``BadImageError``
 - :mod:`drsl.data.images`    in-memory image sets for training and evaluation
 - :mod:`drsl.data.sampler`   ``PKSampler``: P identities x K instances per batch (per rank)
+- :mod:`drsl.data.validation` ``split_validation``: training identities held out as a
+  Market-protocol validation split
 - :mod:`drsl.data.features`  raw-pixel and colour-histogram baseline features
 - :mod:`drsl.data.transforms` image transforms for training and evaluation
 
@@ -35,6 +37,8 @@ _EXPORTS = {
     "scan_images": "imagefile",
     "PKSampler": "sampler",
     "pk_pos_neg_ratio": "sampler",
+    "memory_pos_neg": "sampler",
+    "split_validation": "validation",
     "ensure_dataset": "synth",
     "generate": "synth",
     "SynthConfig": "synth",

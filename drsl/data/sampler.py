@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from torch.utils.data import Sampler
 
-__all__ = ["PKSampler", "pk_pos_neg_ratio"]
+__all__ = ["PKSampler", "pk_pos_neg_ratio", "memory_pos_neg"]
 
 
 def pk_pos_neg_ratio(P, K):
@@ -250,3 +250,44 @@ class PKSampler(Sampler[list[int]]):
         epoch = self.epoch
         self.epoch += 1
         yield from self.batches(epoch)
+
+
+def memory_pos_neg(labels, P: int, K: int, memory_size: int = 0, *, seed: int = 0, epochs: int = 3):
+    """Mean positives and negatives per anchor of P x K batches with a cross-batch memory.
+
+    Replays the :class:`PKSampler` order (no training) with a FIFO of the last
+    ``memory_size`` items of earlier batches, as ``drsl.losses.CrossBatchMemory`` keeps
+    them, and counts, for every anchor of every batch once the memory is full, the items of
+    its identity (positives) and of other identities (negatives) in batch + memory. A memory
+    drawn from ``C`` identities holds about ``memory_size / C`` positives of each anchor, so
+    the ratio falls towards ``1 / (C - 1)``, never below, however large the memory.
+
+    Args:
+        labels (array-like): ``N`` training identity labels.
+        P, K (int): the batch shape. memory_size (int): memory items (0: the batch alone).
+        seed (int): the sampler's seed. epochs (int): epochs to replay (the memory must fill).
+
+    Returns:
+        tuple[float, float]: ``(positives, negatives)`` per anchor (their ratio is the
+        imbalance the loss sees).
+
+    Example:
+        >>> memory_pos_neg([0] * 4 + [1] * 4 + [2] * 4, P=2, K=2)  # the batch alone
+        (1.0, 2.0)
+    """
+    sampler = PKSampler(labels, P, K, seed=seed)
+    lab = sampler.labels
+    memory = np.empty(0, dtype=lab.dtype)
+    pos, neg, n = 0.0, 0.0, 0
+    for epoch in range(epochs):
+        for batch in sampler.batches(epoch):
+            b = lab[np.asarray(batch)]
+            if len(memory) >= memory_size:
+                items = np.concatenate([b, memory])
+                same = (b[:, None] == items[None, :]).sum(1) - 1  # less the anchor itself
+                pos, neg, n = pos + same.sum(), neg + (len(items) - 1 - same).sum(), n + len(b)
+            if memory_size:
+                memory = np.concatenate([memory, b])[-memory_size:]
+    if n == 0:
+        raise ValueError(f"the memory of {memory_size} never filled in {epochs} epochs")
+    return float(pos / n), float(neg / n)

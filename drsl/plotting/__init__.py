@@ -6,8 +6,9 @@ Submodules, one per area: :mod:`.losses` (ranked lists, loss terms, step functio
 :mod:`.data` (identities across cameras, batch ratios), :mod:`.geometry` (t-SNE, distance and
 angle distributions), :mod:`.rank_in_rank` (per-query Spearman views), :mod:`.ranking`
 (ranking grids), :mod:`.explore` (the explorer's static grid), :mod:`.train` (learning
-curves, sweep results, result heatmaps). Colours and the one seaborn theme of the course:
-:mod:`._style` (every drawing submodule applies it on import).
+curves, sweep results, result heatmaps), :mod:`.imbalance` (the imbalance experiment).
+Colours and the one seaborn theme of the course: :mod:`._style` (every drawing submodule
+applies it on import).
 
 ``from drsl.plotting import plot_pk_ratio`` imports only the submodule that holds the name
 (lazily, PEP 562), so a notebook does not pay for scipy or scikit-learn it does not use.
@@ -38,6 +39,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "plot_ratio_curves", "plot_toy_embedding", "plot_toy_loss", "plot_explorer_grid",
         "plot_toy_grid",
     ),
+    "imbalance": ("plot_imbalance", "plot_val_curves", "plot_paired_differences"),
     "train": (
         "plot_learning_curves", "plot_result_heatmap", "plot_sensitivity", "plot_sweep",
         "sweep_table",

@@ -1,0 +1,255 @@
+"""Reading an experiment's results table: learning-rate choice, mean +- std, paired differences.
+
+The imbalance experiment (``experiments/imbalance.py``) writes one row per evaluated run and
+split to ``experiments/results/imbalance.csv``; everything its README table, figure and
+notebook 04 say is computed here from that file, so anyone can recompute it.
+
+- :func:`select_lr`: the learning rate of each loss, chosen on the *validation* split only;
+- :func:`summary`: mean, std and n per cell and loss;
+- :func:`paired_differences`: loss minus baseline over the same seeds (same batches, same
+  initialisation), mean and a 95 % Student-t interval;
+- :func:`markdown_table`: the README's and notebook 04's table of the final runs;
+- :func:`cell_effects`: what moving to a more imbalanced cell does to each loss (the same
+  seed in both cells), and how much more it does to a loss than to a baseline.
+
+Reference: Student-t interval of a mean of paired differences (e.g. Wasserman, *All of
+Statistics*, 2004, sec. 10.2); the validation protocol of ``drsl.data.validation``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "VARIANT",
+    "CELL",
+    "select_lr",
+    "summary",
+    "paired_differences",
+    "cell_effects",
+    "t_interval",
+    "markdown_table",
+]
+
+#: the columns that name a loss variant, and a batch cell
+VARIANT = ["loss", "with_ce"]
+CELL = ["P", "K", "memory_size"]
+
+
+def select_lr(tune: pd.DataFrame, metric: str = "mAP") -> pd.DataFrame:
+    """The learning rate of each loss variant: best mean validation ``metric`` over the cells.
+
+    Args:
+        tune (pd.DataFrame): rows of the tuning phase with ``loss, with_ce, lr, split,
+            <metric>`` and the cell columns; only ``split == "val"`` rows are read (a run that
+            diverged has a NaN metric and counts as the worst).
+
+    Returns:
+        pd.DataFrame: one row per ``(loss, with_ce)``: ``lr`` (the chosen one), ``val_<metric>``
+        (its mean over the tuning cells) and ``cells`` (how many cells it was tried in).
+
+    Example:
+        >>> t = pd.DataFrame({"loss": ["a"] * 4, "with_ce": [True] * 4, "split": ["val"] * 4,
+        ...                   "P": [4, 4, 16, 16], "K": 4, "memory_size": 0,
+        ...                   "lr": [1e-3, 1e-2, 1e-3, 1e-2], "mAP": [0.2, 0.3, 0.25, 0.2]})
+        >>> select_lr(t)[["loss", "lr"]].to_dict("records")
+        [{'loss': 'a', 'lr': 0.01}]
+    """
+    val = tune[tune["split"] == "val"].copy()
+    val[metric] = val[metric].astype(float).fillna(-np.inf)
+    mean = val.groupby([*VARIANT, "lr"], sort=True).agg(
+        score=(metric, "mean"), cells=(metric, "size")
+    )
+    mean = mean.reset_index().sort_values([*VARIANT, "score", "lr"], ascending=[1, 1, 0, 1])
+    best = mean.groupby(VARIANT, sort=True).head(1).reset_index(drop=True)
+    return best.rename(columns={"score": f"val_{metric}"})[
+        [*VARIANT, "lr", f"val_{metric}", "cells"]
+    ]
+
+
+def summary(
+    rows: pd.DataFrame, metrics: Sequence[str] = ("mAP", "R1", "mINP"), split: str = "test"
+) -> pd.DataFrame:
+    """Mean, std and number of seeds per cell and loss variant on one split.
+
+    Args:
+        rows (pd.DataFrame): result rows (``split``, cell and variant columns, metrics).
+        metrics (Sequence[str]): metric columns. split (str): ``"test"`` or ``"val"``.
+
+    Returns:
+        pd.DataFrame: ``P, K, memory_size, loss, with_ce, n, <m>_mean, <m>_std`` per metric.
+    """
+    part = rows[rows["split"] == split]
+    g = part.groupby([*CELL, *VARIANT], sort=True)
+    out = g.size().rename("n").to_frame()
+    for m in metrics:
+        out[f"{m}_mean"] = g[m].mean()
+        out[f"{m}_std"] = g[m].std(ddof=1)
+    return out.reset_index()
+
+
+def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+    """Mean and Student-t confidence interval of a sample.
+
+    Args:
+        values (Sequence[float]): the sample (n >= 2 for an interval).
+        level (float): confidence level. Default 0.95.
+
+    Returns:
+        tuple[float, float, float]: ``(mean, low, high)``; ``low = high = nan`` when n < 2.
+
+    Example:
+        >>> m, lo, hi = t_interval([1.0, 2.0, 3.0])
+        >>> m, round(lo, 3), round(hi, 3)
+        (2.0, -0.484, 4.484)
+    """
+    from scipy import stats
+
+    x = np.asarray(values, dtype=float)
+    mean = float(x.mean()) if x.size else float("nan")
+    if x.size < 2:
+        return mean, float("nan"), float("nan")
+    half = stats.t.ppf(0.5 + level / 2, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size)
+    return mean, float(mean - half), float(mean + half)
+
+
+def paired_differences(
+    rows: pd.DataFrame,
+    baseline: str,
+    metric: str = "mAP",
+    split: str = "test",
+    level: float = 0.95,
+) -> pd.DataFrame:
+    """Each loss minus ``baseline`` over the same seeds, per cell and ``with_ce``.
+
+    Runs with the same seed share the PK batches and the initialisation, so the difference
+    of a pair removes what the seed does to both; its mean and t interval say whether a loss
+    beats the baseline (an interval that holds 0 means "no difference shown").
+
+    Args:
+        rows (pd.DataFrame): result rows with ``seed``. baseline (str): a ``loss`` value.
+        metric (str): the metric. split (str): the split. level (float): interval level.
+
+    Returns:
+        pd.DataFrame: ``P, K, memory_size, with_ce, loss, n, diff, low, high`` (``loss`` !=
+        ``baseline``; ``n``: the seeds both have).
+    """
+    part = rows[rows["split"] == split]
+    wide = part.pivot_table(
+        index=[*CELL, "with_ce", "seed"], columns="loss", values=metric, aggfunc="first"
+    )
+    out = []
+    for key, block in wide.groupby(level=[*CELL, "with_ce"], sort=True):
+        for loss in block.columns:
+            if loss == baseline or baseline not in block:
+                continue
+            d = (block[loss] - block[baseline]).dropna()
+            mean, low, high = t_interval(d.to_numpy(), level)
+            out.append((*key, loss, int(d.size), mean, low, high))
+    return pd.DataFrame(out, columns=[*CELL, "with_ce", "loss", "n", "diff", "low", "high"])
+
+
+def _by_seed(rows: pd.DataFrame, cell: Sequence[int], metric: str, split: str) -> pd.DataFrame:
+    P, K, M = cell
+    part = rows[(rows["split"] == split) & (rows["P"] == P) & (rows["K"] == K)]
+    part = part[part["memory_size"] == M]
+    return part.pivot_table(index="seed", columns=VARIANT, values=metric, aggfunc="first")
+
+
+def cell_effects(
+    rows: pd.DataFrame,
+    cell: Sequence[int],
+    reference: Sequence[int],
+    metric: str = "mAP",
+    split: str = "test",
+    baseline: str | None = None,
+    level: float = 0.95,
+) -> pd.DataFrame:
+    """The change of ``metric`` from ``reference`` to ``cell`` per loss variant, paired by seed.
+
+    A seed fixes the initialisation and, for cells of one batch shape (16 x 4 with and
+    without a memory), the batches too, so the memory is the only difference of a pair.
+
+    Args:
+        rows (pd.DataFrame): result rows. cell, reference (Sequence[int]): ``(P, K,
+            memory_size)`` of the two cells. metric (str), split (str), level (float): as in
+            :func:`paired_differences`.
+        baseline (str, optional): a ``loss``; when given, ``diff`` is each loss's change minus
+            the baseline's (same ``with_ce``, same seed): how much more the move costs it.
+
+    Returns:
+        pd.DataFrame: ``loss, with_ce, n, diff, low, high``.
+    """
+    change = _by_seed(rows, cell, metric, split) - _by_seed(rows, reference, metric, split)
+    out = []
+    for loss, ce in change.columns:
+        d = change[(loss, ce)]
+        if baseline is not None:
+            if loss == baseline or (baseline, ce) not in change:
+                continue
+            d = d - change[(baseline, ce)]
+        d = d.dropna()
+        mean, low, high = t_interval(d.to_numpy(), level)
+        out.append((loss, bool(ce), int(d.size), mean, low, high))
+    return pd.DataFrame(out, columns=[*VARIANT, "n", "diff", "low", "high"])
+
+
+def _cell_label(P: int, K: int, M: int) -> str:
+    return f"{P}x{K}" + (f" + memory {M:,}" if M else "")
+
+
+def markdown_table(
+    rows: pd.DataFrame,
+    cells: pd.DataFrame,
+    *,
+    with_ce: bool,
+    losses: Sequence[str],
+    metric: str = "mAP",
+    split: str = "test",
+) -> str:
+    """A Markdown table of the final runs: one line per cell, one column per loss.
+
+    Args:
+        rows (pd.DataFrame): ``imbalance.csv``. cells (pd.DataFrame): ``imbalance_cells.csv``
+            (the measured ratio of each cell). with_ce (bool): the variants with CE or alone.
+        losses (Sequence[str]): the columns, in order. metric (str), split (str): what to show.
+
+    Returns:
+        str: the table: ``mean +- std`` in percent over the seeds (``n`` in the header); the
+        last line holds each loss's chosen learning rate.
+    """
+    final = rows[(rows["phase"] == "final") & (rows["with_ce"].astype(bool) == with_ce)]
+    table = summary(final, (metric,), split).set_index([*CELL, "loss"])
+    steps = final.groupby(CELL)["steps"].first()
+    lrs = final.groupby("loss")["lr"].first()
+    seeds = sorted(set(final["seed"]))
+    head = "CE + " if with_ce else ""
+    out = [
+        "| cell (pos:neg per anchor) [steps] | "
+        + " | ".join(f"{head}{loss}" for loss in losses)
+        + " |",
+        "|---" * (len(losses) + 1) + "|",
+    ]
+    ratio = {(int(c.P), int(c.K), int(c.memory_size)): float(c.ratio) for c in cells.itertuples()}
+    for key in sorted(steps.index, key=lambda k: -ratio[tuple(int(x) for x in k)]):
+        vals = []
+        for loss in losses:
+            r = table.loc[(*key, loss)] if (*key, loss) in table.index else None
+            vals.append(
+                ""
+                if r is None
+                else f"{100 * r[f'{metric}_mean']:.1f} +- {100 * r[f'{metric}_std']:.1f}"
+            )
+        k = tuple(int(x) for x in key)
+        out.append(
+            f"| {_cell_label(*k)} (1:{1 / ratio[k]:.0f}) [{steps[key]}] | "
+            + " | ".join(vals)
+            + " |"
+        )
+    out.append(
+        "| chosen lr (validation) | " + " | ".join(f"{lrs[loss]:g}" for loss in losses) + " |"
+    )
+    return f"{split} {metric} %, mean +- std over seeds {seeds}\n\n" + "\n".join(out)
