@@ -5,7 +5,8 @@ split to ``experiments/results/imbalance.csv``; everything its README table, fig
 notebook 04 say is computed here from that file, so anyone can recompute it.
 
 - :func:`select_lr`: the learning rate of each loss, chosen on the *validation* split only;
-- :func:`summary`: mean, std and n per cell and loss;
+- :func:`mean_std` (any grouping; the sweep's table uses it too) and :func:`summary`: mean,
+  std and n per cell and loss;
 - :func:`paired_differences`: loss minus baseline over the same seeds (same batches, same
   initialisation), mean and a 95 % Student-t interval;
 - :func:`markdown_table`: the README's and notebook 04's table of the final runs;
@@ -27,6 +28,7 @@ __all__ = [
     "VARIANT",
     "CELL",
     "select_lr",
+    "mean_std",
     "summary",
     "paired_differences",
     "cell_effects",
@@ -70,6 +72,30 @@ def select_lr(tune: pd.DataFrame, metric: str = "mAP") -> pd.DataFrame:
     ]
 
 
+def mean_std(df: pd.DataFrame, by: Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
+    """Mean and sample standard deviation over the rows (seeds) of every group of ``by``.
+
+    Args:
+        df (pd.DataFrame): one row per run. by (Sequence[str]): the columns of a group.
+        metrics (Sequence[str]): the metric columns.
+
+    Returns:
+        pd.DataFrame: the ``by`` columns, ``n``, ``<m>_mean`` and ``<m>_std`` (NaN for one row).
+
+    Example:
+        >>> df = pd.DataFrame({"loss": "a", "seed": [0, 1], "mAP": [0.5, 0.7]})
+        >>> t = mean_std(df, ["loss"], ["mAP"])
+        >>> float(t["mAP_mean"].iloc[0]), int(t["n"].iloc[0])
+        (0.6, 2)
+    """
+    g = df.groupby(list(by), sort=True)
+    out = g.size().rename("n").to_frame()
+    for m in metrics:
+        out[f"{m}_mean"] = g[m].mean()
+        out[f"{m}_std"] = g[m].std(ddof=1)  # NaN for a single seed
+    return out.reset_index()
+
+
 def summary(
     rows: pd.DataFrame, metrics: Sequence[str] = ("mAP", "R1", "mINP"), split: str = "test"
 ) -> pd.DataFrame:
@@ -82,13 +108,7 @@ def summary(
     Returns:
         pd.DataFrame: ``P, K, memory_size, loss, with_ce, n, <m>_mean, <m>_std`` per metric.
     """
-    part = rows[rows["split"] == split]
-    g = part.groupby([*CELL, *VARIANT], sort=True)
-    out = g.size().rename("n").to_frame()
-    for m in metrics:
-        out[f"{m}_mean"] = g[m].mean()
-        out[f"{m}_std"] = g[m].std(ddof=1)
-    return out.reset_index()
+    return mean_std(rows[rows["split"] == split], [*CELL, *VARIANT], metrics)
 
 
 def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:

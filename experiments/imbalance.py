@@ -12,7 +12,9 @@ Protocol (every setting chosen on validation, never on test):
 3. the lr of a variant: best mean validation mAP over those cells (``drsl.analysis.select_lr``);
 4. **budget**: the best variant at twice the image budget in the tuning cells (validation), to
    show whether validation mAP had flattened;
-5. **final**: every cell x variant x seed at its lr, scored on validation and once on test.
+5. **final**: every cell x variant x seed at its lr, scored on validation and once on test;
+6. **long** (optional, grid.toml's ``[long]`` table): some final runs again at a multiple of
+   the budget, scored the same way (does the reading survive a longer budget?).
 
 Every run sees the same number of training images (``budget``), with an lr warm-up of a
 tenth of its steps (at most 50); the memory (``--memory-size``) starts after the same warm-up.
@@ -242,7 +244,15 @@ def later_runs(g: dict, lrs: dict[tuple[str, bool], float]) -> list[Run]:
         for loss in g["losses"]
         for ce in g["with_ce"]
     ]
-    return check + final
+    longer = g.get("long", {})  # optional: final runs again at a multiple of the budget
+    long_runs = [
+        Run("long", P, K, M, loss, ce, lrs[(loss, ce)], seed, images * int(longer["multiple"]))
+        for seed in longer.get("seeds", [])
+        for P, K, M in longer["cells"]
+        for loss in longer.get("losses", g["losses"])
+        for ce in longer["with_ce"]
+    ]
+    return check + final + long_runs
 
 
 def _metrics_row(run: Run, split: str, metrics: dict, seconds: float, data: str, status="ok"):
@@ -306,7 +316,7 @@ def execute(run: Run, fit, test) -> None:
     else:  # the tuning run at seed 0 with the chosen lr is the final run of that cell
         val, seconds = saved["val"], saved["seconds"]
     rows.append(_metrics_row(run, "val", val, seconds, fit.fingerprint))
-    if run.phase == "final":  # the one look at the test split
+    if run.phase in ("final", "long"):  # the one look at the test split
         rows.append(_metrics_row(run, "test", evaluate(net, test), seconds, fit.fingerprint))
     if curve:
         append_rows(CURVES, curve, CURVE_FIELDS)
@@ -413,7 +423,7 @@ def status() -> int:
     for (loss, ce), lr in sorted(lrs.items()):
         print(f"  lr {('ce+' if ce else '') + loss}: {lr:g}")
     later = later_runs(g, lrs)
-    for phase in ("budget", "final"):
+    for phase in ("budget", "final", "long"):
         runs = [r for r in later if r.phase == phase]
         print(f"{phase}: {sum(r.key() in have for r in runs)} / {len(runs)} runs")
     return 0

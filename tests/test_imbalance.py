@@ -267,6 +267,12 @@ with_ce = [true, false]
 lrs = [0.002, 0.02]
 seeds = [0, 1]
 budget_check = 2
+
+[long]
+multiple = 2
+cells = [[8, 2, 64]]
+with_ce = [false]
+seeds = [1]
 """
 
 
@@ -303,6 +309,9 @@ def test_runner_tunes_on_validation_then_scores_each_final_run_once_on_test(tmp_
     # final: 2 cells x 2 variants x 2 seeds, each once on val and once on test
     assert len(final) == 16 and final.groupby("split").size().to_dict() == {"test": 8, "val": 8}
     assert not rows.duplicated(imb.KEY + ["split"]).any()
+    long_ = rows[rows["phase"] == "long"]  # the [long] table: 8x2+64, alone, seed 1, 2x images
+    assert sorted(long_["split"]) == ["test", "val"] and long_["images"].eq(512).all()
+    assert (long_["with_ce"] == False).all() and long_["seed"].eq(1).all()  # noqa: E712
     chosen = select_lr(tune).set_index(["loss", "with_ce"])["lr"]
     for r in final.itertuples():
         assert r.lr == chosen[(r.loss, r.with_ce)]
@@ -315,7 +324,10 @@ def test_runner_tunes_on_validation_then_scores_each_final_run_once_on_test(tmp_
         cells = list(csv.DictReader(fh))
     assert [float(c["ratio"]) for c in cells][0] == pytest.approx(pk_pos_neg_ratio(4, 2), rel=1e-5)
     curves = pd.read_csv(tmp_path / "res/imbalance_curves.csv")
-    assert set(curves["phase"]) == {"tune", "budget", "final"} and curves["mAP"].between(0, 1).all()
+    assert (
+        set(curves["phase"]) == {"tune", "budget", "final", "long"}
+        and curves["mAP"].between(0, 1).all()
+    )
     assert imb.main(["run", *paths]) == 0  # all done: nothing added
     assert len(pd.read_csv(tmp_path / "res/imbalance.csv")) == len(rows)
     out = subprocess.run(
@@ -325,7 +337,7 @@ def test_runner_tunes_on_validation_then_scores_each_final_run_once_on_test(tmp_
         check=True,
         cwd=ROOT,
     ).stdout
-    assert "tune: 8 / 8 runs" in out and "final: 8 / 8 runs" in out  # through the one CLI
+    assert "tune: 8 / 8 runs" in out and "long: 1 / 1 runs" in out  # through the one CLI
     table = imb.tables()
     assert "| 4x2 (1:6) [32] |" in table and "| 8x2 + memory 64 (1:" in table
     assert "| chosen lr (validation) | " + f"{chosen[('drsl', True)]:g} |" in table

@@ -128,6 +128,7 @@ PUBLIC = {
         "VARIANT",
         "cell_effects",
         "markdown_table",
+        "mean_std",
         "paired_differences",
         "select_lr",
         "summary",

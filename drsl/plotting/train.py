@@ -131,12 +131,9 @@ def sweep_table(
         >>> float(t["mAP_mean"].iloc[0]), int(t["n"].iloc[0])
         (0.6, 2)
     """
-    g = df.groupby(list(by), sort=True)
-    out = g.size().rename("n").to_frame()
-    for m in metrics:
-        out[f"{m}_mean"] = g[m].mean()
-        out[f"{m}_std"] = g[m].std(ddof=1)  # NaN for a single seed
-    return out.reset_index()
+    from drsl.analysis import mean_std
+
+    return mean_std(df, by, metrics)
 
 
 def plot_sweep(
