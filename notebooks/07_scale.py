@@ -50,7 +50,7 @@ import torch
 
 import drsl
 from drsl.config import fast_mode, repo_root
-from drsl.data.sampler import PKSampler, pk_pos_neg_ratio
+from drsl.data.sampler import PKSampler, memory_pos_neg, pk_pos_neg_ratio
 from drsl.losses import drsl_loss, get_loss
 from drsl.losses.memory import CrossBatchMemory
 from drsl.losses.reference import drsl_loss_dense
@@ -103,7 +103,8 @@ processes
 # the batch and the memory. The estimate refines section 1 for a memory shorter than an epoch:
 # the sampler cuts each identity into $G = \lfloor 17 / K \rfloor$ groups of $K$ per epoch, one
 # of which is the anchor's own batch, so the other $N G - 1$ groups hold $G - 1$ of its
-# identity: $R_+ \approx R (G-1) / (NG - 1)$.
+# identity: $R_+ \approx R (G-1) / (NG - 1)$. The package's `memory_pos_neg` does the same
+# replay (the imbalance experiment of notebook 04 uses it); the cell checks the two agree.
 
 # %%
 N_IDS, PER_ID = 751, 17
@@ -127,6 +128,9 @@ memory_table["1 : n (measured)"] = (1 / memory_table["measured ratio"]).round(0)
 assert memory_table["measured ratio"].is_monotonic_decreasing
 assert np.isclose(memory_table["measured ratio"][0], pk_pos_neg_ratio(P, K))
 assert np.allclose(memory_table["measured ratio"], memory_table["estimate"], rtol=0.1)
+for R, measured in zip(memory_table["R"], memory_table["measured ratio"], strict=True):
+    pos_mean, neg_mean = memory_pos_neg(pool, P, K, R, seed=0, epochs=2)  # the package's replay
+    assert np.isclose(pos_mean / neg_mean, measured, rtol=0.02)  # its ratio of the means
 memory_table
 
 # %% [markdown]
