@@ -89,22 +89,28 @@ def plot_all() -> int:
     for metric in ("mAP", "R1", "mINP"):
         fig = plot_imbalance(rows, pd.read_csv(CELLS), metric=metric)
         fig.savefig(RESULTS / f"imbalance_{metric}.png", dpi=120)
-    fig = plot_val_curves(pd.read_csv(CURVES))
+    from drsl.analysis import select_lr
+
+    chosen = select_lr(rows[rows["phase"] == "tune"])
+    fig = plot_val_curves(pd.read_csv(CURVES), chosen)
     fig.savefig(RESULTS / "imbalance_curves.png", dpi=120)
     print(f"wrote {RESULTS}/imbalance_{{mAP,R1,mINP,curves}}.png")
     return 0
 
 
-def tables(metric: str = "mAP") -> str:
-    """The Markdown tables of the README and notebook 04 (with CE, then alone)."""
+def tables(metric: str = "mAP", phase: str = "final") -> str:
+    """The Markdown tables of the README and notebook 04: the ``final`` runs with CE, then
+    alone; for ``phase="long"``, the runs at a multiple of the budget (alone)."""
     import pandas as pd
 
     from drsl.analysis import markdown_table
 
     rows, cells = pd.read_csv(ROWS), pd.read_csv(CELLS)
+    rows = rows[rows["phase"] == phase].assign(phase="final")
+    variants = sorted(set(rows["with_ce"].astype(bool)), reverse=True)
     return "\n\n".join(
         markdown_table(rows, cells, with_ce=ce, losses=grid()["losses"], metric=metric)
-        for ce in (True, False)
+        for ce in variants
     )
 
 
@@ -433,6 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("command", choices=("run", "status", "plot", "table"))
     ap.add_argument("--max-runs", type=int, default=None, help="stop after this many runs")
+    ap.add_argument("--phase", default="final", choices=("final", "long"), help="table: which")
     ap.add_argument("--configs", type=Path, default=CONFIGS, help="folder of base/grid.toml")
     ap.add_argument("--results", type=Path, default=RESULTS, help="folder of the CSVs")
     ap.add_argument("--work", type=Path, default=WORK, help="claims and saved tuning models")
@@ -443,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "status":
         return status()
     if args.command == "table":
-        print(tables())
+        print(tables(phase=args.phase))
         return 0
     return plot_all()
 

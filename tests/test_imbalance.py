@@ -343,3 +343,15 @@ def test_runner_tunes_on_validation_then_scores_each_final_run_once_on_test(tmp_
     assert "| chosen lr (validation) | " + f"{chosen[('drsl', True)]:g} |" in table
     assert imb.main(["plot", *paths]) == 0
     assert (tmp_path / "res/imbalance_mAP.png").stat().st_size > 10_000
+
+
+def test_readme_tables_are_computed_from_the_committed_csvs():
+    """The README's tables of the experiment are ``experiments/imbalance.py table``'s output on
+    the committed results, character for character (no hand-typed number)."""
+    imb = _runner()
+    readme = (ROOT / "README.md").read_text()
+    blocks = (imb.tables() + "\n\n" + imb.tables(phase="long")).split("\n\n")
+    tables = [b for b in blocks if b.startswith("|")]  # the captions are README sentences
+    assert len(tables) == 3
+    for table in tables:
+        assert table in readme, table.splitlines()[2]
