@@ -7,6 +7,7 @@
 - :func:`atomic_write`: write a file (or a folder) through a temporary sibling
   ``<name>.tmp-<pid>`` and ``os.replace`` it into place, so a reader never sees half of it.
 - :func:`remove_stale_temps`: delete ``*.tmp-<pid>`` siblings whose process is gone.
+- :func:`append_csv_rows`: append rows to a results CSV that several processes share.
 
 Temporary names always end in ``.tmp-<pid>`` (or ``.old-<pid>``), so :func:`remove_stale_temps`
 can tell a temp of a live writer from the leftovers of a killed one.
@@ -16,6 +17,7 @@ POSIX only (``fcntl``), like the rest of the package's multiprocessing.
 
 from __future__ import annotations
 
+import csv
 import fcntl
 import os
 import re
@@ -33,6 +35,7 @@ __all__ = [
     "temp_sibling",
     "remove_stale_temps",
     "pid_alive",
+    "append_csv_rows",
 ]
 
 _PID_SUFFIX = re.compile(r"\.(?:tmp|old)-(\d+)$")
@@ -279,3 +282,42 @@ def remove_stale_temps(folder: str | Path, pattern: str = "*.tmp-*") -> list[Pat
             _remove(path)
             removed.append(path)
     return removed
+
+
+def append_csv_rows(
+    path: str | os.PathLike,
+    rows: list[dict],
+    fields: list[str],
+    *,
+    lineterminator: str = "\r\n",
+) -> None:
+    """Append ``rows`` to the CSV ``path`` (the header first if the file is new or empty),
+    in one write under an exclusive ``flock``, then fsync: several processes can share one
+    results file, and a kill loses at most the rows not yet written.
+
+    Args:
+        path (str | PathLike): the CSV (its folder is made). rows (list[dict]): the rows.
+        fields (list[str]): the columns, in order. lineterminator (str): the csv module's
+            (default ``"\\r\\n"``, its own default).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> f = pathlib.Path(tempfile.mkdtemp()) / "r.csv"
+        >>> append_csv_rows(f, [{"a": 1}], ["a"], lineterminator="\\n")
+        >>> append_csv_rows(f, [{"a": 2}, {"a": 3}], ["a"], lineterminator="\\n")
+        >>> f.read_text().split()
+        ['a', '1', '2', '3']
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", newline="") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            w = csv.DictWriter(fh, fieldnames=fields, lineterminator=lineterminator)
+            if fh.tell() == 0:
+                w.writeheader()
+            w.writerows(rows)
+            fh.flush()
+            os.fsync(fh.fileno())
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -39,11 +39,14 @@ import argparse
 import csv
 import fcntl
 import hashlib
-import os
 import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -138,6 +141,10 @@ class Run:
     def key(self) -> tuple[str, ...]:
         return tuple(str(getattr(self, k)) for k in KEY)
 
+    def fields(self) -> dict:
+        """The key columns of this run's rows."""
+        return {k: getattr(self, k) for k in KEY}
+
     @property
     def name(self) -> str:
         return hashlib.sha256("|".join(self.key()).encode()).hexdigest()[:16]
@@ -174,19 +181,10 @@ def _read(path: Path) -> list[dict]:
 
 
 def append_rows(path: Path, rows: list[dict], fields: list[str]) -> None:
-    """Append ``rows`` to ``path`` (header first if new) under an exclusive lock, in one write."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", newline="") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            w = csv.DictWriter(fh, fieldnames=fields, lineterminator="\n")
-            if fh.tell() == 0:
-                w.writeheader()
-            w.writerows(rows)
-            fh.flush()
-            os.fsync(fh.fileno())
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    """Append ``rows`` to ``path`` in one locked write (``drsl.fsutil.append_csv_rows``)."""
+    from drsl.fsutil import append_csv_rows
+
+    append_csv_rows(path, rows, fields, lineterminator="\n")
 
 
 def done() -> set[tuple[str, ...]]:
@@ -204,30 +202,24 @@ def tune_runs(g: dict) -> list[Run]:
     ]
 
 
-def chosen_lrs() -> dict[tuple[str, bool], float] | None:
-    """``{(loss, with_ce): lr}`` once every tuning run is in, else None."""
+def chosen() -> pd.DataFrame | None:
+    """``drsl.analysis.select_lr`` of the tuning rows once every tuning run is in, else None."""
     import pandas as pd
 
     from drsl.analysis import select_lr
 
-    g = grid()
     have = done()
-    if any(r.key() not in have for r in tune_runs(g)):
+    if any(r.key() not in have for r in tune_runs(grid())):
         return None
     rows = pd.read_csv(ROWS)
-    rows = rows[rows["phase"] == "tune"]
-    best = select_lr(rows)
-    return {(r.loss, bool(r.with_ce)): float(r.lr) for r in best.itertuples()}
+    return select_lr(rows[rows["phase"] == "tune"])
 
 
-def later_runs(g: dict, lrs: dict[tuple[str, bool], float]) -> list[Run]:
-    """The budget check, then the final runs seed by seed (a stopped grid has whole seeds)."""
-    import pandas as pd
-
-    from drsl.analysis import select_lr
-
-    tune = pd.read_csv(ROWS)
-    best = select_lr(tune[tune["phase"] == "tune"]).sort_values("val_mAP").iloc[-1]
+def later_runs(g: dict, best_lrs: pd.DataFrame) -> list[Run]:
+    """The budget check, then the final runs seed by seed (a stopped grid has whole seeds),
+    then the optional long runs; ``best_lrs``: :func:`chosen`."""
+    lrs = {(r.loss, bool(r.with_ce)): float(r.lr) for r in best_lrs.itertuples()}
+    best = best_lrs.sort_values("val_mAP").iloc[-1]
     images = int(g["budget"])
     check = [
         Run(
@@ -262,7 +254,7 @@ def later_runs(g: dict, lrs: dict[tuple[str, bool], float]) -> list[Run]:
 
 
 def _metrics_row(run: Run, split: str, metrics: dict, seconds: float, data: str, status="ok"):
-    row = {k: getattr(run, k) for k in KEY}
+    row = run.fields()
     row.update(steps=run.steps, split=split, status=status, seconds=f"{seconds:.1f}", data=data)
     row.update({m: f"{metrics[m]:.6f}" if m in metrics else "nan" for m in ("mAP", "R1", "mINP")})
     return row
@@ -307,7 +299,7 @@ def execute(run: Run, fit, test) -> None:
         for e in res.history["eval"]:
             curve.append(
                 {
-                    **{k: getattr(run, k) for k in KEY},
+                    **run.fields(),
                     "step": e["step"],
                     "epoch": e["epoch"],
                     **{m: f"{e[m]:.6f}" for m in ("mAP", "R1", "mINP")},
@@ -401,11 +393,11 @@ def _work(max_runs: int | None) -> int:
     write_cells(fit)
     taken = 0
     while max_runs is None or taken < max_runs:
-        lrs = chosen_lrs()
-        todo = tune_runs(grid()) if lrs is None else later_runs(grid(), lrs)
+        best_lrs = chosen()
+        todo = tune_runs(grid()) if best_lrs is None else later_runs(grid(), best_lrs)
         have = done()
         open_runs = [r for r in todo if r.key() not in have]
-        if not open_runs and lrs is not None:
+        if not open_runs and best_lrs is not None:
             print("imbalance: every run is done", flush=True)
             return 0
         ran = False
@@ -423,12 +415,12 @@ def status() -> int:
     have = done()
     tune = tune_runs(g)
     print(f"tune: {sum(r.key() in have for r in tune)} / {len(tune)} runs")
-    lrs = chosen_lrs()
-    if lrs is None:
+    best_lrs = chosen()
+    if best_lrs is None:
         return 0
-    for (loss, ce), lr in sorted(lrs.items()):
-        print(f"  lr {('ce+' if ce else '') + loss}: {lr:g}")
-    later = later_runs(g, lrs)
+    for r in best_lrs.sort_values(["with_ce", "loss"]).itertuples():
+        print(f"  lr {('ce+' if r.with_ce else '') + r.loss}: {r.lr:g}")
+    later = later_runs(g, best_lrs)
     for phase in ("budget", "final", "long"):
         runs = [r for r in later if r.phase == phase]
         print(f"{phase}: {sum(r.key() in have for r in runs)} / {len(runs)} runs")

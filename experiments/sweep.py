@@ -153,20 +153,10 @@ def train_row(
 
 def append_row(path: Path, row: dict, fields: list[str]) -> None:
     """Append ``row`` to the CSV ``path`` (header first if new), under an exclusive lock so
-    that several processes can share one results file."""
-    import fcntl
+    that several processes can share one results file (``drsl.fsutil.append_csv_rows``)."""
+    from drsl.fsutil import append_csv_rows
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", newline="") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            w = csv.DictWriter(fh, fieldnames=fields)
-            if fh.tell() == 0:
-                w.writeheader()
-            w.writerow(row)
-            fh.flush()
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    append_csv_rows(path, [row], fields)
 
 
 def done_keys(path: Path, budget: int, base_width: int, lr: float, data: str) -> set[tuple]:

@@ -154,6 +154,7 @@ PUBLIC = {
     ),
     "drsl.fsutil": (
         "FolderLockedError",
+        "append_csv_rows",
         "atomic_write",
         "lock_folder",
         "lock_path",
