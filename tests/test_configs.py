@@ -1,4 +1,4 @@
-"""Run configs as files (issue 11): configs/*.toml read, validate, reproduce the shipped
+"""Run configs as files: configs/*.toml read, validate, reproduce the shipped
 checkpoints' configs, the sweep cells, flags override files, a run records its config."""
 
 from __future__ import annotations

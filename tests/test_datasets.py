@@ -202,7 +202,7 @@ def test_synthetic_manifest_sets_the_name(market):
 
 
 def test_half_written_synthetic_set_is_refused_with_the_repair_command(market):
-    # issue 12 item 3: a killed generator's set trained on 215 of 650 images without a word
+    # a killed generator's set trained on 215 of 650 images without a word
     manifest = _manifest_of(market, settings={"seed": 3})
     (market / "manifest.json").write_text(json.dumps(manifest))
     victim = market / "query" / "0003_c1s1_000011_00.jpg"
@@ -274,7 +274,7 @@ def _truncate(path: Path) -> None:
 
 
 def test_truncated_and_zero_byte_jpegs_are_one_line_errors(tmp_path):
-    # issue 12 item 4: tracebacks with "OSError: Truncated File Read" / UnidentifiedImageError
+    # once: tracebacks with "OSError: Truncated File Read" / UnidentifiedImageError
     good = tmp_path / "good.jpg"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 32, 3), np.uint8)).save(good)
     truncated, empty = tmp_path / "t.jpg", tmp_path / "z.jpg"
@@ -319,7 +319,7 @@ def test_check_command_on_a_good_set_and_bad_paths(market, tmp_path, capsys):
 
 
 def test_a_file_is_not_called_missing(tmp_path):
-    # issue 12 item 7: "dataset folder not found" for a path that is a file
+    # once: "dataset folder not found" for a path that is a file
     f = tmp_path / "data.zip"
     f.write_bytes(b"PK")
     for load in (load_dataset, load_market1501, load_msmt17, load_cuhk03np):

@@ -38,7 +38,7 @@ def _call(name, x, y, **refs):
     return L.get_loss(name)(x, y, **refs)
 
 
-def test_the_reported_case_no_longer_crashes():
+def test_references_without_any_positive_give_a_loss_not_an_error():
     # drsl_loss with references, no anchor with a positive: it raised "cannot reshape tensor
     # of 0 elements into shape [3, 0, -1]" in positive_targets, in both gradient modes
     for gradient in L.GRADIENTS:

@@ -313,7 +313,7 @@ def _jpgs(folder: Path) -> int:
 
 
 def test_killed_generation_leaves_no_half_set_and_a_rerun_repairs(tmp_path):
-    """Issue 12 item 3: SIGKILL at several moments of the image writes; then a plain re-run."""
+    """SIGKILL at several moments of the image writes; then a plain re-run."""
     import signal
     import time
 

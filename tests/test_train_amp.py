@@ -1,4 +1,4 @@
-"""Mixed precision in training (issue 13): ``--amp`` runs the forward pass under CPU bfloat16
+"""Mixed precision in training: ``--amp`` runs the forward pass under CPU bfloat16
 autocast, the losses in float32; the loss stays finite and falls; bad settings fail early."""
 
 from __future__ import annotations

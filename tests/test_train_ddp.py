@@ -1,4 +1,4 @@
-"""Data-parallel training through the training loop itself (issue 13): 2 gloo processes.
+"""Data-parallel training through the training loop itself: 2 gloo processes.
 
 One launch of 2 forked processes runs (a) the loop's step function ``drsl.train.step.train_step``
 with ``build_criterion``'s objective on a BatchNorm-free float64 model, whose loss and parameter

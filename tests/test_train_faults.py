@@ -1,4 +1,4 @@
-"""Fault injection (issue 12.6): SIGKILL a training at random moments, again and again, then
+"""Fault injection: SIGKILL a training at random moments, again and again, then
 resume; the result must equal an uninterrupted run and no temporary file may be left.
 
 The child processes are forked from the test process (torch already imported, one thread),

@@ -1,4 +1,4 @@
-"""Cross-batch memory in training (issue 13): ``memory_size`` / ``memory_warmup`` /
+"""Cross-batch memory in training: ``memory_size`` / ``memory_warmup`` /
 ``--memory-size``: read as references, filled after the loss, exact resume, recorded configs."""
 
 from __future__ import annotations

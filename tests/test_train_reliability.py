@@ -1,4 +1,4 @@
-"""Reliability of drsl.train (issue 12): final metrics after a resume, the run-folder lock,
+"""Reliability of drsl.train: final metrics after a resume, the run-folder lock,
 divergence, damaged resume states, stale temporaries."""
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def data():
 
 
 def test_final_metrics_after_a_stop_before_the_final_evaluation(tmp_path, data, monkeypatch):
-    """Issue 12.1: --checkpoint-every divides the steps, the run stops between the last
+    """--checkpoint-every divides the steps, the run stops between the last
     checkpoint and the final evaluation; the same command again must evaluate the final model
     (before the fix it skipped the evaluation and kept the previous epoch's metrics)."""
     cfg = tiny()
@@ -77,7 +77,7 @@ def test_metrics_json_names_the_step_of_its_metrics(tmp_path, data):
 
 
 def test_a_second_training_in_the_same_folder_fails_at_once(tmp_path, data):
-    """Issue 12.2: the run folder is locked; the error names the folder and the process."""
+    """the run folder is locked; the error names the folder and the process."""
     import os
 
     with lock_folder(tmp_path / "run", what="run folder"):
@@ -107,7 +107,7 @@ def test_damaged_resume_state_suggests_no_resume(tmp_path, data):
 
 
 def test_stale_temporaries_are_removed_on_start(tmp_path, data):
-    """Issue 12.6: temporaries of killed writers (dead pid, or the old mkstemp names)."""
+    """temporaries of killed writers (dead pid, or the old mkstemp names)."""
     tmp_path.mkdir(exist_ok=True)
     stale = [tmp_path / "last.pt.tmp-999999999", tmp_path / "last.pt.abc123.tmp",
              tmp_path / "train_log.csv.tmp"]  # fmt: skip
@@ -134,7 +134,7 @@ def test_loss_guard():
 
 
 def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, data):
-    """Issue 12.5: lr 1e6 drove the loss to 2e13 and the run still ended 'trained'."""
+    """lr 1e6 drove the loss to 2e13 and the run still ended 'trained'."""
     cfg = tiny(lr=1e6, num_epochs=20, checkpoint_every=1, eval_every=0, warmup_steps=0,
                dtype="float32")  # fmt: skip
     with pytest.raises(DivergenceError, match=r"at step (\d+)") as err:
