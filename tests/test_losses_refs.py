@@ -4,16 +4,12 @@ memory bound, the tie rule of the hard step, and the input checks."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from drsl import losses as L
 from drsl.losses import _kernel as K
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _pk(P, K_, d=4, seed=0, shuffle=False, dtype=torch.float64):
