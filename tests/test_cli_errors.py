@@ -1,4 +1,4 @@
-"""Every user error of issue 12 through the real command line (a subprocess each): one line on
+"""CLI user errors: one line, no traceback, the documented exit status."""
 stderr naming the culprit and the fix, no traceback, exit status 2 (1 for a diverged run)."""
 
 from __future__ import annotations
