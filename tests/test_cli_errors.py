@@ -1,4 +1,4 @@
-"""CLI user errors: one line, no traceback, the documented exit status."""
+"""Every user error through the real command line (a subprocess each): one line on
 stderr naming the culprit and the fix, no traceback, exit status 2 (1 for a diverged run)."""
 
 from __future__ import annotations
