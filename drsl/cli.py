@@ -214,6 +214,12 @@ def _add_eval(sub) -> None:
     e.add_argument("checkpoint", type=Path, help="a model.pt (or last.pt) file")
     _data_args(e)
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    e.add_argument(
+        "--rerank",
+        action="store_true",
+        help="rank by k-reciprocal re-ranked distances (Zhong et al. 2017; k1=20, k2=6, "
+        "lambda=0.3)",
+    )
     _device_args(e)
 
 
@@ -381,11 +387,14 @@ def _eval(args: argparse.Namespace) -> int:
             f"evaluating on {data.fingerprint}",
             file=sys.stderr,
         )
-    metrics = evaluate(res.model, data, batch_size=res.config.eval_batch_size)
+    metrics = evaluate(res.model, data, batch_size=res.config.eval_batch_size, rerank=args.rerank)
+    how = "re-ranked" if args.rerank else "plain"
     if args.json:
-        print(json.dumps({"checkpoint": str(args.checkpoint), "dataset": data.name, **metrics}))
+        info = {"checkpoint": str(args.checkpoint), "dataset": data.name, "ranking": how}
+        print(json.dumps({**info, **metrics}))
     else:
-        print(f"{args.checkpoint} ({res.config.loss}) on {data.name}: {_fmt(metrics)}")
+        rr = ", re-ranked" if args.rerank else ""
+        print(f"{args.checkpoint} ({res.config.loss}{rr}) on {data.name}: {_fmt(metrics)}")
     return 0
 
 

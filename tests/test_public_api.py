@@ -47,6 +47,7 @@ PUBLIC = {
         "evaluate_rank",
         "gallery_roles",
         "pair_masks",
+        "rerank_distances",
         "role_codes",
     ),
     "drsl.train": (
@@ -248,7 +249,7 @@ PUBLIC = {
         "MemoryLoss",
     ),
     "drsl.losses.reference": ("drsl_loss_dense",),
-    "drsl.metrics.reference": ("evaluate_market",),
+    "drsl.metrics.reference": ("evaluate_market", "rerank_loop"),
     "drsl.metrics.protocol": (
         "DISTRACTOR",
         "DISTRACTOR_PID",
