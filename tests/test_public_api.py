@@ -255,6 +255,7 @@ PUBLIC = {
         "ROLES",
         "SAME_CAMERA",
         "as_ids",
+        "as_matrix",
         "gallery_roles",
         "pair_masks",
         "role_codes",
