@@ -123,7 +123,7 @@ def launch(
                     if p.is_alive():
                         p.kill()
                 raise TimeoutError(f"{world_size}-process run did not finish in {timeout_s} s")
-        return [torch.load(Path(tmp) / f"rank{r}.pt") for r in range(world_size)]
+        return [torch.load(Path(tmp) / f"rank{r}.pt", weights_only=True) for r in range(world_size)]
 
 
 def _toy_data(num_ids: int, per_id: int, dim: int, seed: int) -> tuple[Tensor, Tensor]:
