@@ -42,7 +42,7 @@ def test_every_config_file_reads(path):
 def test_shipped_checkpoint_configs(name):
     """configs/<name>.toml is exactly the config stored in data/checkpoints/<name>.pt, and it
     runs as train_checkpoints.sh ran it (one CPU thread into runs/ckpt_<name>)."""
-    ck = torch.load(repo_root() / f"data/checkpoints/{name}.pt", weights_only=False)
+    ck = torch.load(repo_root() / f"data/checkpoints/{name}.pt", weights_only=True)
     assert _cfg(CONFIGS / f"{name}.toml").to_dict() == ck["config"]
     argv = ["train", "--config", str(CONFIGS / f"{name}.toml")]
     cfg, run = resolve_train(build_parser().parse_args(argv))
