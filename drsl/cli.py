@@ -1,12 +1,14 @@
-"""Command line: ``python -m drsl {train,eval,synth,sweep,sensitivity,imbalance} ...``.
+"""Command line: ``python -m drsl {train,eval,synth} ...``.
 
 Also installed as the ``drsl`` console script. The options of ``train`` are generated from the
 fields of :class:`drsl.train.config.TrainConfig` (:func:`add_dataclass_options`: one option per
 field, help text from the field's metadata), so an option is declared once. A run config file
 (``--config configs/ce_drsl.toml``, see :func:`drsl.train.config.read_config`) gives values
 first; flags on the command line override it; the resolved config is written to
-``OUT/config.toml``. ``synth``, ``sweep``, ``sensitivity`` and ``imbalance`` hand their arguments to
-``python -m drsl.data.synth`` and ``experiments/{sweep,sensitivity,imbalance}.py``.
+``OUT/config.toml``. ``synth`` hands its arguments to ``python -m drsl.data.synth``. The
+experiments are not sub-commands: they belong to the checkout (they read ``configs/`` and write
+the committed CSVs of ``experiments/results/``), so they run as ``python experiments/X.py`` and
+share this error policy through :func:`main`'s ``command`` argument.
 
 Errors policy: a user error (a bad value, path, config file, checkpoint or image, a run
 folder in use) prints one line ``drsl: error: ...`` naming the culprit and the fix on stderr
@@ -37,26 +39,15 @@ import json
 import os
 import sys
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 __all__ = ["add_dataclass_options", "build_parser", "resolve_train", "main"]
 
-#: sub-commands that hand their arguments to another command line: name -> (kind, target, help)
+#: sub-commands that hand their arguments to another command line: name -> (module, help)
 _PASS_THROUGH = {
-    "synth": ("module", "drsl.data.synth", "draw a synthetic dataset (python -m drsl.data.synth)"),
-    "sweep": ("script", "experiments/sweep.py", "the P x K imbalance sweep (experiments/)"),
-    "sensitivity": (
-        "script",
-        "experiments/sensitivity.py",
-        "the delta / lr / steps studies (experiments/)",
-    ),
-    "imbalance": (
-        "script",
-        "experiments/imbalance.py",
-        "the decisive imbalance experiment, tuned on validation (experiments/)",
-    ),
+    "synth": ("drsl.data.synth", "draw a synthetic dataset (python -m drsl.data.synth)"),
 }
 
 
@@ -224,8 +215,7 @@ def _add_eval(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``drsl`` argument parser (sub-commands ``train``, ``eval``, ``synth``, ``sweep``,
-    ``sensitivity``, ``imbalance``). Imports no torch.
+    """The ``drsl`` argument parser (sub-commands ``train``, ``eval``, ``synth``). Imports no torch.
 
     Returns:
         argparse.ArgumentParser: the parser.
@@ -242,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     _add_train(sub)
     _add_eval(sub)
-    for name, (_, target, help_text) in _PASS_THROUGH.items():
+    for name, (target, help_text) in _PASS_THROUGH.items():
         s = sub.add_parser(
             name, help=help_text, add_help=False, description=f"Runs {target} (see its --help)."
         )
@@ -400,26 +390,9 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _pass_through(name: str, argv: list[str]) -> int:
     import importlib
-    import importlib.util
 
-    from drsl.config import repo_root
-
-    kind, target, _ = _PASS_THROUGH[name]
-    if kind == "module":
-        return int(importlib.import_module(target).main(argv) or 0)
-    path = repo_root() / target
-    if not path.is_file():
-        raise FileNotFoundError(f"{target} not found: 'drsl {name}' runs from a drsl checkout")
-    sys.path.insert(0, str(path.parent))
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[path.stem] = mod  # as ``python script.py`` would (dataclasses look it up)
-    spec.loader.exec_module(mod)
-    prog, sys.argv[0] = sys.argv[0], f"drsl {name}"  # the script's usage line names us
-    try:
-        return int(mod.main(argv) or 0)
-    finally:
-        sys.argv[0] = prog
+    module, _ = _PASS_THROUGH[name]
+    return int(importlib.import_module(module).main(argv) or 0)
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -443,18 +416,25 @@ def _dispatch(argv: Sequence[str] | None) -> int:
     return _train(args) if args.command == "train" else _eval(args)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line.
+def main(
+    argv: Sequence[str] | None = None, *, command: Callable[[list[str]], int] | None = None
+) -> int:
+    """Run the command line under the error policy.
 
     Args:
         argv (Sequence[str], optional): arguments without the program name (default sys.argv).
+        command (Callable, optional): what runs under the policy, given the argument list;
+            default: drsl's own sub-commands. An experiment script ends with
+            ``sys.exit(drsl.cli.main(command=main))``.
 
     Returns:
         int: exit status (0 success, 2 user error, 1 diverged training or a system error,
         130 interrupted).
     """
     try:
-        return _dispatch(argv)
+        if command is None:
+            return _dispatch(argv)
+        return int(command(list(sys.argv[1:] if argv is None else argv)) or 0)
     except KeyboardInterrupt:
         print("drsl: interrupted (run the same command again to resume)", file=sys.stderr)
         return 130

@@ -132,10 +132,8 @@ def check_finite(matrix: Tensor, what: str = "the pairwise distances", **inputs)
     Any NaN or inf in the embeddings or the references reaches the pairwise matrix (the
     distances centre on the batch mean), so one pass over the ``B x N`` matrix guards all the
     inputs; only when it fails are the ``inputs`` (name -> tensor or None) scanned to name the
-    culprit. Measured cost (``benchmarks/bench_losses.py --check-cost``, B = 256, D = 512, CPU,
-    2 threads, machine shared with other jobs): ~13 us for the 256 x 256 matrix against ~4 ms
-    for one DRSL forward + backward, about 0.3 % (the exact element-wise test alone would be
-    ~80 us, 2 %), so the check is always on.
+    culprit. It costs a small share of one DRSL forward + backward (``benchmarks/bench_losses.py
+    --check-cost``; the figure is in ``benchmarks/results/losses.md``), so the check is always on.
     """
     # fast path: NaN and inf always make the sum non-finite (NaN + x = NaN, inf + x = inf or
     # NaN); only a non-finite sum, rare, pays for the exact element-wise test

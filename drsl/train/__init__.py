@@ -27,7 +27,7 @@ CVPR-W 2019; spec ``drsl-loss.md``.
 
 from __future__ import annotations
 
-import importlib
+from drsl._lazy import lazy_exports
 
 _EXPORTS = {
     "LOSS_CHOICES": "drsl.train.config",
@@ -59,13 +59,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

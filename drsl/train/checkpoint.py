@@ -8,13 +8,20 @@
 - :func:`rng_state` / :func:`set_rng_state`, :func:`read_state`: what ``last.pt`` needs so
   that a resumed run replays the exact same steps.
 
+Every checkpoint is loaded as data, never run as code: ``torch.load(..., weights_only=True)``
+reads tensors and plain containers only, plus the few types of :data:`SAFE_GLOBALS` (numpy's
+array, for the RNG state of older ``last.pt`` files). A file whose pickle names anything else
+(a function to call, a class to build) is refused with one line naming it, before any of it runs.
+
 Reference: PyTorch ``torch.save``/``torch.load`` (serialization semantics).
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +36,7 @@ from drsl.train.factory import build_model, select_device
 
 __all__ = [
     "FORMAT",
+    "SAFE_GLOBALS",
     "CheckpointError",
     "TrainResult",
     "atomic_save",
@@ -40,6 +48,16 @@ __all__ = [
 ]
 
 FORMAT = "drsl-model-v1"
+
+#: the only classes and functions a checkpoint's pickle may name besides tensors and plain data:
+#: numpy's array reconstruction, for the numpy RNG state that ``last.pt`` files of earlier
+#: versions stored as a numpy array (it is a plain tensor now, see :func:`rng_state`)
+SAFE_GLOBALS = [
+    np._core.multiarray._reconstruct,
+    np.ndarray,
+    np.dtype,
+    np.dtypes.UInt32DType,
+]
 
 
 class CheckpointError(ValueError):
@@ -138,8 +156,19 @@ def save_model(
     )
 
 
+def _refusal(path: Path, err: Exception, fix: str) -> CheckpointError:
+    """The one line for a checkpoint that ``weights_only`` loading refused (it names code)."""
+    found = re.search(r"GLOBAL (\S+)", str(err)) or re.search(r"got <class '([^']+)'>", str(err))
+    culprit = f" ({found.group(1)})" if found else ""
+    return CheckpointError(
+        f"{path} was refused: it asks to run code{culprit}, and a checkpoint is loaded as data "
+        f"only (tensors, numbers, text); use a file written by drsl{fix}"
+    )
+
+
 def _torch_load(path: Path, what: str, fix: str) -> Any:
-    """``torch.load`` with one-line errors: a folder, a missing file, a damaged file."""
+    """``torch.load`` as data (``weights_only=True``) with one-line errors: a folder, a missing
+    file, a file that asks to run code, a damaged file."""
     if path.is_dir():
         inside = path / "model.pt"
         hint = f"; did you mean {inside}?" if inside.is_file() else "; pass a .pt file"
@@ -147,10 +176,29 @@ def _torch_load(path: Path, what: str, fix: str) -> Any:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means "damaged"
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise CheckpointError(f"{path} is not a readable checkpoint ({first}){fix}") from None
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        text = str(err)
+        if "Unsupported global" in text or "Can only build" in text:
+            raise _refusal(path, err, fix) from None
+        why = text.split("WeightsUnpickler error:", 1)[-1] if "WeightsUnpickler" in text else text
+        why = _first(ValueError(why))
+        raise CheckpointError(f"{path} is not a readable checkpoint ({why}){fix}") from None
+    except Exception as err:  # noqa: BLE001 - any other reading failure means "damaged"
+        raise CheckpointError(f"{path} is not a readable checkpoint ({_first(err)}){fix}") from None
+
+
+def _first(err: BaseException) -> str:
+    """The informative line of an error (for ``load_state_dict``: the first mismatch)."""
+    lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
+    keyed = [ln for ln in lines if ln.startswith(("size mismatch", "Missing key", "Unexpected"))]
+    line = (keyed or lines or [type(err).__name__])[0]
+    return line if len(line) <= 200 else line[:197] + "..."
+
+
+def _missing(ck: Any, keys: tuple[str, ...]) -> list[str]:
+    return [k for k in keys if k not in ck] if isinstance(ck, dict) else list(keys)
 
 
 def load_model(
@@ -170,11 +218,20 @@ def load_model(
     """
     path = Path(path)
     ck = _torch_load(path, "checkpoint", "")
-    if not isinstance(ck, dict) or "config" not in ck:
-        raise CheckpointError(f"{path} is not a drsl checkpoint (no config inside)")
-    config = TrainConfig.from_dict(ck["config"])
-    model = build_model(config, ck["num_classes"])
-    model.load_state_dict(ck["state_dict"] if "state_dict" in ck else ck["model"])
+    fix = "; pass a model.pt or last.pt written by drsl train"
+    weights = "state_dict" if isinstance(ck, dict) and "state_dict" in ck else "model"
+    missing = _missing(ck, ("config", "num_classes", weights))
+    if missing:
+        raise CheckpointError(f"{path} is not a drsl checkpoint (no {', '.join(missing)}){fix}")
+    try:
+        config = TrainConfig.from_dict(ck["config"]).validate()
+        model = build_model(config, int(ck["num_classes"]))
+        model.load_state_dict(ck[weights])
+    except (TypeError, ValueError, KeyError, RuntimeError, AttributeError) as err:
+        raise CheckpointError(
+            f"{path}: its weights do not fit its config ({_first(err)}); the file is damaged or "
+            f"was edited{fix}"
+        ) from None
     model = model.to(device=select_device(device), dtype=torch.float32).eval()
     hist = ck.get("history", {"train": [], "eval": []})
     metrics = ck.get("metrics")
@@ -204,9 +261,11 @@ def rng_state(cuda_device: torch.device | None = None) -> dict[str, Any]:
     Returns:
         dict: the states, for :func:`set_rng_state`.
     """
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()  # noqa: NPY002 - the global one
     state = {
         "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),  # noqa: NPY002 - the global state, saved as is
+        # plain data (a tensor, not a numpy array): the file loads with weights_only=True
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
         "python": random.getstate(),
     }
     if cuda_device is not None and cuda_device.type == "cuda":
@@ -219,12 +278,21 @@ def rng_state(cuda_device: torch.device | None = None) -> dict[str, Any]:
 def set_rng_state(state: dict[str, Any], cuda_device: torch.device | None = None) -> None:
     """Restore what :func:`rng_state` returned (``cuda_device``: where a one-GPU state goes)."""
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])  # noqa: NPY002 - restores the global state
+    kind, keys, *rest = state["numpy"]  # keys: a tensor (or a numpy array before it was one)
+    keys = np.asarray(keys.numpy() if isinstance(keys, torch.Tensor) else keys, dtype=np.uint32)
+    np.random.set_state((kind, keys, *rest))  # noqa: NPY002 - restores the global state
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
     if "cuda_device" in state and cuda_device is not None and cuda_device.type == "cuda":
         torch.cuda.set_rng_state(state["cuda_device"], cuda_device)
+
+
+#: what a ``last.pt`` must hold (``drsl.train.parts.snapshot`` writes them)
+STATE_KEYS = (
+    "config", "model", "optimizer", "scheduler", "rng", "epoch", "step_in_epoch", "step",
+    "seconds", "history", "batches",
+)  # fmt: skip
 
 
 def read_state(
@@ -248,8 +316,9 @@ def read_state(
     """
     fix = "; start over with --no-resume (resume=False) or delete it"
     state = _torch_load(path, "resume state", fix)
-    if not isinstance(state, dict) or "optimizer" not in state or "config" not in state:
-        raise CheckpointError(f"{path} is not a drsl resume state{fix}")
+    missing = _missing(state, STATE_KEYS)
+    if missing:
+        raise CheckpointError(f"{path} is not a drsl resume state (no {', '.join(missing)}){fix}")
     # from_dict fills the fields a state of an older version lacks with their defaults
     try:
         same = TrainConfig.from_dict(state["config"]).to_dict() == config.to_dict()

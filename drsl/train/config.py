@@ -223,6 +223,10 @@ class TrainConfig:
             raise ValueError(f"K must be >= 2 (an anchor needs a positive), got {self.K}")
         if self.num_epochs < 1:
             raise ValueError(f"num_epochs must be >= 1, got {self.num_epochs}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
+        if self.seed >= 2**32:
+            raise ValueError(f"seed must be < 2**32 (numpy's seeds), got {self.seed}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1 or None, got {self.max_steps}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
@@ -332,6 +336,8 @@ def read_config(path: str | os.PathLike, _seen: tuple[Path, ...] = ()) -> dict[s
         out["train"].update(parent["train"])
         out["run"].update(parent["run"])
     run = raw.pop("run", {})
+    if not isinstance(run, dict):
+        raise ConfigFileError(f"config {path.name}: run must be a table ([run]), got {run!r}")
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     bad = sorted(set(raw) - names) + sorted(f"run.{k}" for k in set(run) - set(RUN_KEYS))
     if bad:
@@ -340,9 +346,39 @@ def read_config(path: str | os.PathLike, _seen: tuple[Path, ...] = ()) -> dict[s
             f"and [run] {list(RUN_KEYS)}"
         )
     _check_types(raw, path)
+    _check_run(run, path)
     out["train"].update(raw)
     out["run"].update(run)
     return out
+
+
+#: the type of each ``[run]`` key (a bool is never taken for an int, nor a string for a bool)
+RUN_TYPES = {
+    "out": str,
+    "data": str,
+    "fast": bool,
+    "device": str,
+    "threads": int,
+    "world_size": int,
+}
+
+
+def _check_run(run: dict[str, Any], path: Path) -> None:
+    """ConfigFileError for a ``[run]`` value of the wrong type (``fast = "no"``, ``threads = 2.5``).
+
+    Booleans are TOML booleans: a quoted ``"no"`` would otherwise be read as true.
+    """
+    for key, v in run.items():
+        want = RUN_TYPES[key]
+        if isinstance(v, bool) != (want is bool) or not isinstance(v, want):
+            hint = " (true or false, without quotes)" if want is bool else ""
+            raise ConfigFileError(
+                f"config {path.name}: [run] {key} must be {want.__name__}{hint}, got {v!r}"
+            )
+        if want is int and v < 1:
+            raise ConfigFileError(f"config {path.name}: [run] {key} must be >= 1, got {v!r}")
+        if want is str and not v.strip():
+            raise ConfigFileError(f"config {path.name}: [run] {key} must not be empty")
 
 
 def _check_types(values: dict[str, Any], path: Path) -> None:

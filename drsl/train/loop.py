@@ -333,7 +333,7 @@ def train(
     steps. The run folder is locked (``drsl.fsutil.lock_folder``) while training.
 
     Data parallelism (``torchrun --nproc_per_node=W -m drsl train``, or ``ctx`` from
-    ``drsl.train.distributed.init_distributed``): each process draws ``P`` identities of a
+    ``drsl.train.distributed.distributed``): each process draws ``P`` identities of a
     sharded PK batch (global batch ``W x P x K``), the model is wrapped in
     ``DistributedDataParallel``, the loss gets the other processes' embeddings as references
     and the scale ``c_r`` (``drsl.train.distributed``); rank 0 alone writes files and

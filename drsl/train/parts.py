@@ -21,7 +21,7 @@ import torch
 
 from drsl.data.images import ReIDData
 from drsl.data.transforms import build_transforms
-from drsl.train.checkpoint import read_state, rng_state, set_rng_state
+from drsl.train.checkpoint import CheckpointError, read_state, rng_state, set_rng_state
 from drsl.train.config import TrainConfig
 from drsl.train.distributed import (
     DistributedContext,
@@ -233,11 +233,18 @@ def resume_parts(parts: Parts, path: Path | None) -> State | None:
     s = main_first(ctx, read)
     if s is None:
         return None
-    parts.net.load_state_dict(s["model"])
-    parts.optimizer.load_state_dict(s["optimizer"])
-    parts.scheduler.load_state_dict(s["scheduler"])
-    rng = s["rng"]
-    set_rng_state(rng[ctx.rank] if isinstance(rng, list) else rng, parts.device)
+    try:
+        parts.net.load_state_dict(s["model"])
+        parts.optimizer.load_state_dict(s["optimizer"])
+        parts.scheduler.load_state_dict(s["scheduler"])
+        rng = s["rng"]
+        set_rng_state(rng[ctx.rank] if isinstance(rng, list) else rng, parts.device)
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as err:
+        line = (str(err).strip().splitlines() or [type(err).__name__])[-1].strip()[:200]
+        raise CheckpointError(
+            f"{path} does not fit this run ({line}); the file is damaged or was edited; start "
+            "over with --no-resume (resume=False) or delete it"
+        ) from None
     if parts.memory is not None and s.get("memory") is not None:
         parts.memory.load_state_dict({k: _to(v, parts.device) for k, v in s["memory"].items()})
     if parts.scaler is not None and s.get("scaler"):

@@ -51,12 +51,13 @@ import torch
 import drsl
 from drsl.config import fast_mode, repo_root
 from drsl.data.sampler import PKSampler, memory_pos_neg, pk_pos_neg_ratio
+from drsl.explore.parallel import launch, toy_run
 from drsl.losses import drsl_loss, get_loss
 from drsl.losses.memory import CrossBatchMemory
 from drsl.losses.reference import drsl_loss_dense
 from drsl.models import ReIDNet
 from drsl.plotting import plot_pk_ratio
-from drsl.train.distributed import DistributedContext, GatheredBatch, launch, toy_run
+from drsl.train.distributed import DistributedContext, GatheredBatch
 from drsl.train.precision import resolve_precision, to_float32
 
 FAST = fast_mode()
@@ -300,7 +301,7 @@ assert own_copy.any(1).all() and wrong_loss != fn(emb, lab)
 #
 # ## 5. Two processes on the CPU, launched with torchrun
 # `torchrun --nproc_per_node=2` starts two Python processes with `RANK`, `WORLD_SIZE` and
-# `LOCAL_RANK` set; `python -m drsl.train.distributed` then trains a tiny float64 network
+# `LOCAL_RANK` set; `python -m drsl.explore.parallel` then trains a tiny float64 network
 # (no BatchNorm) for a few steps with `DistributedDataParallel` over gloo. Each process draws
 # $P = 2$ identities of a sharded PK batch (`PKSampler(..., rank, world_size)`), embeds them,
 # gathers the other process's embeddings with gradient and computes DRSL with them as
@@ -309,13 +310,13 @@ assert own_copy.any(1).all() and wrong_loss != fn(emb, lab)
 # The full run launches `torchrun` (three fresh Python processes that each import PyTorch:
 # allow half a minute on a laptop). In fast mode (the test suite) the cell starts the same two
 # processes, with the same environment variables, gloo and `DistributedDataParallel`, by
-# forking this kernel (`drsl.train.distributed.launch`), which skips those start-ups; only the
+# forking this kernel (`drsl.explore.parallel.launch`), which skips those start-ups; only the
 # launcher differs. The suite also runs the real command line under `torchrun`
 # (`tests/test_train_ddp.py`).
 
 # %%
 steps = 3 if FAST else 10
-cmd = ["torchrun", "--standalone", "--nproc_per_node=2", "-m", "drsl.train.distributed",
+cmd = ["torchrun", "--standalone", "--nproc_per_node=2", "-m", "drsl.explore.parallel",
        "--steps", str(steps), "--P", "2", "--K", "2", "--out", "run.json"]  # fmt: skip
 print(" ".join(cmd))
 t0 = time.perf_counter()
