@@ -244,6 +244,7 @@ PUBLIC = {
         "MemoryLoss",
     ),
     "drsl.losses.reference": ("drsl_loss_dense",),
+    "drsl.integrations.pml": ("DRSLoss", "register_with_cross_batch_memory"),
     "drsl.metrics.reference": ("evaluate_market", "rerank_loop"),
     "drsl.metrics.protocol": (
         "DISTRACTOR",
