@@ -107,11 +107,12 @@ def _check_finite(block: Tensor, start: int, what: str, whole: Tensor | None = N
     ``whole`` matrix when given, else of the block, whose first row is ``start``).
 
     One pass: NaN propagates into the minimum and maximum, inf shows in one of them (measured
-    here: ``amin`` + ``amax`` take 1/40 of the time of ``isfinite(block).all()``).
+    here: ``amin`` + ``amax`` take 1/40 of the time of ``isfinite(block).all()``, and
+    ``aminmax`` about half of those two).
     """
     if block.numel() == 0:
         return torch.zeros((), dtype=block.dtype, device=block.device)
-    lo, hi = block.amin(), block.amax()
+    lo, hi = torch.aminmax(block)  # one pass for both
     if block.is_floating_point() and not bool(torch.isfinite(lo) & torch.isfinite(hi)):
         if whole is not None:
             block, start = whole, 0
