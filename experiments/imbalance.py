@@ -102,7 +102,7 @@ def plot_all() -> int:
 
 
 def tables(metric: str = "mAP", phase: str = "final") -> str:
-    """The Markdown tables of the README and notebook 04: the ``final`` runs with CE, then
+    """The Markdown tables of the README and notebook 05: the ``final`` runs with CE, then
     alone; for ``phase="long"``, the runs at a multiple of the budget (alone)."""
     import pandas as pd
 

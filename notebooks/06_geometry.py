@@ -461,8 +461,8 @@ lines = [
     "- **Is it the loss?** Differences beyond two standard errors of this query set: "
     + (", ".join(paired.index[beyond]) if beyond.any() else "none")
     + ". Each model is one training run with one seed, and the spread between seeds, which "
-    "these standard errors do not contain, may be as large: notebook 04's sweep (several "
-    "seeds per cell) is the place to judge the loss itself.",
+    "these standard errors do not contain, may be as large: notebook 05's experiment "
+    "(several seeds per cell) is the place to judge the loss itself.",
 ]
 reading = "\n".join(lines)
 display(Markdown(reading))

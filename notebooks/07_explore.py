@@ -114,8 +114,8 @@ print({name: round(v, 4) for name, v in b.summary.values.items()})
 # %% [markdown]
 # The explorer's 50% is notebook 02's balance property read off the bars (notebook 02 derives
 # and checks it). It is a property of the update; whether it makes *training* resist
-# imbalance is what notebook 04 measured, and on our data it found no sign that imbalance by
-# itself hurts any loss and no established advantage for DRSL. The next cell reads the share
+# imbalance is what notebook 05 measures, and its verdict is computed there. The next cell
+# reads the share
 # the explorer shows for the current `P` and `K` with the sort off.
 
 # %%
@@ -155,7 +155,7 @@ plt.show()
 # repository root:
 #
 # ```
-# .venv/bin/voila notebooks/06_explore.ipynb
+# .venv/bin/voila notebooks/07_explore.ipynb
 # ```
 #
 # then open the address it prints (http://localhost:8866 by default).

@@ -105,7 +105,7 @@ processes
 # the sampler cuts each identity into $G = \lfloor 17 / K \rfloor$ groups of $K$ per epoch, one
 # of which is the anchor's own batch, so the other $N G - 1$ groups hold $G - 1$ of its
 # identity: $R_+ \approx R (G-1) / (NG - 1)$. The package's `memory_pos_neg` does the same
-# replay (the imbalance experiment of notebook 04 uses it); the cell checks the two agree.
+# replay (the imbalance experiment of notebook 05 uses it); the cell checks the two agree.
 
 # %%
 N_IDS, PER_ID = 751, 17

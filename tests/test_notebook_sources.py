@@ -128,3 +128,19 @@ def test_no_path_outside_the_repository_and_no_traceback_cells(src):
     assert "docs/drsl-loss-spec.md" in text or "drsl-loss-spec" not in text
     for cell in jupytext.read(src).cells:
         assert "raises-exception" not in _tags(cell), f"{src.name}: a traceback cell"
+
+
+def _listed(text: str, pattern: str) -> list[str]:
+    return ["_".join(m) for m in re.findall(pattern, text, re.M)]
+
+
+def test_every_list_of_the_notebooks_names_each_one_once_in_order():
+    """notebooks/README.md, the instructor guide and the course map of notebook 00 list exactly
+    the notebooks there are, in order (a new or renumbered notebook must be added to each)."""
+    stems = [p.stem for p in SOURCES]
+    readme = (NB_DIR / "README.md").read_text()
+    assert [s for s in re.findall(r"^\| \d\d \| `(\d\d_\w+)` \|", readme, re.M)] == stems
+    guide = (ROOT / "docs" / "instructor.md").read_text()
+    assert _listed(guide, r"^\| (\d\d) \| (\w+) \| ") == stems
+    overview = "\n".join(c.source for c in jupytext.read(SOURCES[0]).cells)
+    assert _listed(overview, r"^\| (\d\d) \| (\w+) \| ") == stems

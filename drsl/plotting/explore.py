@@ -1,4 +1,4 @@
-"""Figures of the positive/negative-ratio explorer (notebook ``06_explore``).
+"""Figures of the positive/negative-ratio explorer (notebook ``07_explore``).
 
 The widgets of :mod:`drsl.widgets` draw these same figures on every change, and the notebook's
 static grid (for GitHub / nbviewer, where widgets do not render) lays them out side by side.
