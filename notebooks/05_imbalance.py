@@ -88,7 +88,7 @@ print(f"drsl {drsl.__version__}; {RUNS_CSV.name}: {len(runs)} rows; fast mode: {
 
 # %% [markdown]
 # ## 2. The plan
-# `experiments/imbalance.py` (`python experiments/imbalance.py run`) trains every run the plan needs:
+# `python experiments/imbalance.py run` trains every run the plan needs:
 #
 # - **A validation split.** Some training identities are held out and laid out as the test
 #   split is (`drsl.data.validation.split_validation`). Learning rates and the budget are
