@@ -97,7 +97,8 @@ def gradient_mass(loss_fn: Callable[..., Tensor], embeddings: Tensor, labels: Te
     DRSL, triplet and contrastive, cosine similarity for Smooth-AP, multi-similarity and
     circle; ``|dL/dd| = |dL/ds|`` for ``s = -d``), evaluates the loss from it once (with
     ``loss_fn``'s keywords, references included) and reads ``dL/dM``. Row ``a`` is anchor
-    ``a``'s view, so every ordered pair counts once. For DRSL with ``gradient="identity"`` this is the identity update.
+    ``a``'s view, so every ordered pair counts once. For DRSL with ``gradient="identity"``
+    this is the identity update.
 
     Args:
         loss_fn (Callable): a metric loss of this package: ``get_loss(name, **kw)``, an entry
