@@ -10,6 +10,7 @@ import pytest
 
 PUBLIC = {
     "drsl.losses": (
+        "CircleLoss",
         "ContrastiveLoss",
         "CrossBatchMemory",
         "CrossEntropyLabelSmooth",
@@ -20,11 +21,13 @@ PUBLIC = {
         "IdentityUpdate",
         "LOSSES",
         "MemoryLoss",
+        "MultiSimilarityLoss",
         "SMOOTHINGS",
         "SmoothAPLoss",
         "TripletLoss",
         "angle_targets",
         "batch_hard_triplet_loss",
+        "circle_loss",
         "contrastive_loss",
         "cross_entropy_label_smooth",
         "drsl_from_scores",
@@ -34,6 +37,7 @@ PUBLIC = {
         "get_loss",
         "gradient_mass",
         "identity_update",
+        "multi_similarity_loss",
         "retrieval_scores",
         "smooth_ap_loss",
         "step_function",

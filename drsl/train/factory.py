@@ -106,17 +106,19 @@ class Objective:
 
     Attributes:
         use_ce (bool): whether the CE term is on. metric_name (str or None): the metric loss.
-        wants_angle (bool): a DRSL-family metric (takes angle embeddings).
+        wants_angle (bool): a metric loss that takes angle embeddings (the DRSL family; its
+            record in ``drsl.losses.names``).
     """
 
     def __init__(self, config: TrainConfig) -> None:
         from drsl.losses import get_loss
+        from drsl.losses.names import record
 
         self.config = config
         self.use_ce, self.metric_name = parse_loss(config.loss)
         name = self.metric_name
         self.metric = get_loss(name, **config.loss_kwargs) if name else None
-        self.wants_angle = name is not None and name.startswith("drsl")
+        self.wants_angle = name is not None and record(name).takes_angle
 
     def angle_of(self, out: ReIDOutput) -> Tensor | None:
         """DRSL's angle embeddings of ``out`` (``bn_features`` for ``angle_source="bn"``)."""
@@ -145,6 +147,7 @@ class Objective:
             normaliser=NORMALISERS[self.metric_name],
             extra_references=extra,
             gathered=gathered,
+            extra_role=self.config.memory_role,
         )
 
     def __call__(
