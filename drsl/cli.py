@@ -308,8 +308,7 @@ def _train(args: argparse.Namespace) -> int:
         except TypeError as err:
             raise ValueError(f"bad --loss-arg for {cfg.loss}: {err}") from None
     device = _setup(run)
-    from drsl.train.distributed import distributed
-    from drsl.train.parts import main_first
+    from drsl.train.distributed import distributed, main_first
 
     if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 and device.index is not None:
         raise ValueError(
@@ -340,7 +339,6 @@ def _train(args: argparse.Namespace) -> int:
             cfg,
             data,
             out_dir=out,
-            device=ctx.device,
             ctx=ctx,
             resume=not args.no_resume,
             progress=not args.no_progress and ctx.is_main,

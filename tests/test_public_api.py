@@ -232,6 +232,7 @@ PUBLIC = {
         "current_context",
         "data_parallel_loss",
         "distributed",
+        "main_first",
         "gather_batch",
         "gather_references",
         "reduce_mean",

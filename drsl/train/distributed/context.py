@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -207,6 +207,30 @@ def current_context(device: str | torch.device | None = None) -> DistributedCont
         return DistributedContext(device=_pick_device(device, 0))
     local = _env_int(os.environ, "LOCAL_RANK", rank)
     return DistributedContext(rank, world, local, _pick_device(device, local), dist.get_backend())
+
+
+def main_first(ctx: DistributedContext, fn: Callable[[], Any]) -> Any:
+    """``fn()`` on rank 0, its result (or its exception) broadcast to every rank.
+
+    An error on rank 0 (a damaged checkpoint, a locked folder) is raised on every rank instead
+    of leaving the others waiting at the next collective. In one process: ``fn()``.
+
+    Example:
+        >>> main_first(DistributedContext(), lambda: 7)
+        7
+    """
+    if not ctx.is_distributed:
+        return fn()
+    outcome: tuple[bool, Any] = (True, None)
+    if ctx.is_main:
+        try:
+            outcome = (True, fn())
+        except Exception as err:  # noqa: BLE001 - re-raised on every rank below
+            outcome = (False, err)
+    ok, value = broadcast_object(outcome)
+    if not ok:
+        raise value
+    return value
 
 
 def wrap_model(
