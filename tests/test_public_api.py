@@ -20,7 +20,6 @@ PUBLIC = {
         "GRADIENTS",
         "IdentityUpdate",
         "LOSSES",
-        "MemoryLoss",
         "MultiSimilarityLoss",
         "SMOOTHINGS",
         "SmoothAPLoss",
@@ -250,7 +249,6 @@ PUBLIC = {
     ),
     "drsl.losses.memory": (
         "CrossBatchMemory",
-        "MemoryLoss",
     ),
     "drsl.losses.reference": ("drsl_loss_dense",),
     "drsl.metrics.reference": ("evaluate_market",),

@@ -25,7 +25,7 @@ Submodules, one idea each:
 - :mod:`.pairwise`: multi-similarity and circle (pair-weighting losses on cosine similarity);
 - :mod:`.names`: one record per loss (name, function, form, normaliser, label), torch-free;
 - :mod:`.registry`: :data:`LOSSES`, :func:`get_loss`, :func:`gradient_mass`;
-- :mod:`.memory`: :class:`CrossBatchMemory` (XBM) and :class:`MemoryLoss`;
+- :mod:`.memory`: :class:`CrossBatchMemory` (XBM);
 - ``_kernel`` (private): the blocked ``B x P x (B + R)`` step sums behind DRSL and Smooth-AP.
 
 Reference: spec ``docs/drsl-loss-spec.md`` (the project's reading of "Rank-in-Rank Loss for
@@ -67,7 +67,6 @@ _EXPORTS = {
     "multi_similarity_loss": "pairwise",
     "circle_loss": "pairwise",
     "CrossBatchMemory": "memory",
-    "MemoryLoss": "memory",
     "drsl_loss_dense": "reference",
     "LOSSES": "registry",
     "get_loss": "registry",
