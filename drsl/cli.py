@@ -10,9 +10,11 @@ first; flags on the command line override it; the resolved config is written to
 
 Errors policy: a user error (a bad value, path, config file, checkpoint or image, a run
 folder in use) prints one line ``drsl: error: ...`` naming the culprit and the fix on stderr
-and exits with status 2, without a traceback; a diverged training prints one line and exits 1;
-Ctrl-C exits 130. The parser does not import torch, so ``--help`` and argument errors answer
-at once.
+and exits with status 2, without a traceback; a diverged training or a failed write (a full
+disk: the file and what was kept) prints one line and exits 1; Ctrl-C exits 130 and SIGTERM
+143, each after one line, with temporaries and locks removed (a training resumes exactly).
+A checkpoint is loaded as data, never run as code. The parser does not import torch, so
+``--help`` and argument errors answer at once.
 
 Example (shell)::
 
@@ -441,14 +443,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv (Sequence[str], optional): arguments without the program name (default sys.argv).
 
     Returns:
-        int: exit status (0 success, 2 user error, 1 diverged training or a system error,
-        130 interrupted).
+        int: exit status (0 success, 2 user error, 1 diverged training or a system error
+        such as a full disk, 130 Ctrl-C, 143 SIGTERM).
     """
+    from drsl.signals import TERMINATED_STATUS, Terminated, sigterm_as_interrupt
+
     try:
-        return _dispatch(argv)
-    except KeyboardInterrupt:
-        print("drsl: interrupted (run the same command again to resume)", file=sys.stderr)
-        return 130
+        with sigterm_as_interrupt():
+            return _dispatch(argv)
+    except KeyboardInterrupt as err:
+        how = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
+        print(f"drsl: {how}; run the same command again to resume", file=sys.stderr)
+        return TERMINATED_STATUS if isinstance(err, Terminated) else 130
     except Exception as err:
         if isinstance(err, _user_errors()):
             print(_one_line(err), file=sys.stderr)
