@@ -34,12 +34,13 @@ Reference: the training recipe of :mod:`drsl.train` (Luo et al. 2019; spec ``drs
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
 import sys
 import typing
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -391,7 +392,28 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _one_line_argparse_errors() -> Iterator[None]:
+    """The parsers of the commands ``drsl`` hands over to answer a bad argument in one line,
+    as ``drsl``'s own do (``argparse`` would print the usage first)."""
+    original = argparse.ArgumentParser.error
+
+    def error(self: argparse.ArgumentParser, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+    argparse.ArgumentParser.error = error  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        argparse.ArgumentParser.error = original  # type: ignore[method-assign]
+
+
 def _pass_through(name: str, argv: list[str]) -> int:
+    with _one_line_argparse_errors():
+        return _hand_over(name, argv)
+
+
+def _hand_over(name: str, argv: list[str]) -> int:
     import importlib
     import importlib.util
 
