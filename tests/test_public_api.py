@@ -162,6 +162,7 @@ PUBLIC = {
     ),
     "drsl.fsutil": (
         "FolderLockedError",
+        "WriteError",
         "append_csv_rows",
         "atomic_write",
         "lock_folder",
@@ -169,6 +170,12 @@ PUBLIC = {
         "pid_alive",
         "remove_stale_temps",
         "temp_sibling",
+    ),
+    "drsl.signals": (
+        "TERMINATED_STATUS",
+        "Terminated",
+        "default_signals_in_worker",
+        "sigterm_as_interrupt",
     ),
     "drsl.tsne": (
         "clear_tsne_cache",
