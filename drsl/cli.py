@@ -1,11 +1,13 @@
-"""Command line: ``python -m drsl {train,eval,synth} ...``.
+"""Command line: ``python -m drsl {train,eval,data,export,synth} ...``.
 
 Also installed as the ``drsl`` console script. The options of ``train`` are generated from the
 fields of :class:`drsl.train.config.TrainConfig` (:func:`add_dataclass_options`: one option per
 field, help text from the field's metadata), so an option is declared once. A run config file
 (``--config configs/ce_drsl.toml``, see :func:`drsl.train.config.read_config`) gives values
 first; flags on the command line override it; the resolved config is written to
-``OUT/config.toml``. ``synth`` hands its arguments to ``python -m drsl.data.synth``. The
+``OUT/config.toml``. ``eval --rerank`` ranks by k-reciprocal re-ranked distances;
+``data check ROOT`` reports a dataset folder; ``export CHECKPOINT --onnx OUT.onnx`` writes the
+embedding network as ONNX. ``synth`` hands its arguments to ``python -m drsl.data.synth``. The
 experiments are not sub-commands: they belong to the checkout (they read ``configs/`` and write
 the committed CSVs of ``experiments/results/``), so they run as ``python experiments/X.py`` and
 share this error policy through :func:`main`'s ``command`` argument.
@@ -22,7 +24,9 @@ Example (shell)::
 
     python -m drsl train --config configs/ce_drsl.toml
     python -m drsl train --loss ce+drsl -P 16 -K 4 --epochs 30 --out runs/ce_drsl
-    python -m drsl eval runs/ce_drsl/model.pt
+    python -m drsl eval runs/ce_drsl/model.pt --rerank
+    python -m drsl data check path/to/my_images     # train/<identity>/, test/<identity>/
+    python -m drsl export runs/ce_drsl/model.pt --onnx ce_drsl.onnx
     torchrun --nproc_per_node=2 -m drsl train --device cpu --fast --out runs/ddp  # gloo
     torchrun --nproc_per_node=4 -m drsl train --amp auto --memory-size 4096 --out runs/ddp4
 
@@ -208,7 +212,43 @@ def _add_eval(sub) -> None:
     e.add_argument("checkpoint", type=Path, help="a model.pt (or last.pt) file")
     _data_args(e)
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    e.add_argument(
+        "--rerank",
+        action="store_true",
+        help="rank by k-reciprocal re-ranked distances (Zhong et al. 2017; k1=20, k2=6, "
+        "lambda=0.3)",
+    )
     _device_args(e)
+
+
+def _add_data(sub) -> None:
+    d = sub.add_parser(
+        "data",
+        help="look at a dataset folder (drsl data check ROOT)",
+        description="Dataset tools.",
+    )
+    dsub = d.add_subparsers(dest="data_command", metavar="ACTION", parser_class=_Parser)
+    dsub.required = True
+    c = dsub.add_parser(
+        "check",
+        help="identities, images per identity, cameras, protocol and problems of a dataset",
+        description="Report what a dataset folder holds (any layout drsl reads, including "
+        "ROOT/train/<identity>/ and ROOT/test/<identity>/) and every problem: unreadable "
+        "images (exit status 1), empty identity folders, identities with one image.",
+    )
+    c.add_argument("root", type=Path, help="the dataset folder")
+
+
+def _add_export(sub) -> None:
+    x = sub.add_parser(
+        "export",
+        help="export a checkpoint's embedding network to ONNX",
+        description="Write the embedding network of a checkpoint (eval mode) as ONNX: input "
+        "'images' (B x 3 x H x W uint8 at the checkpoint's size, any B), output 'embeddings' "
+        "(B x D float32, the evaluation transform included). Checked once with onnxruntime.",
+    )
+    x.add_argument("checkpoint", type=Path, help="a model.pt (or last.pt) file")
+    x.add_argument("--onnx", type=Path, required=True, metavar="OUT.onnx", help="the file to write")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -229,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     _add_train(sub)
     _add_eval(sub)
+    _add_data(sub)
+    _add_export(sub)
     for name, (target, help_text) in _PASS_THROUGH.items():
         s = sub.add_parser(
             name, help=help_text, add_help=False, description=f"Runs {target} (see its --help)."
@@ -372,11 +414,40 @@ def _eval(args: argparse.Namespace) -> int:
             f"evaluating on {data.fingerprint}",
             file=sys.stderr,
         )
-    metrics = evaluate(res.model, data, batch_size=res.config.eval_batch_size)
+    metrics = evaluate(res.model, data, batch_size=res.config.eval_batch_size, rerank=args.rerank)
+    how = "re-ranked" if args.rerank else "plain"
     if args.json:
-        print(json.dumps({"checkpoint": str(args.checkpoint), "dataset": data.name, **metrics}))
+        info = {"checkpoint": str(args.checkpoint), "dataset": data.name, "ranking": how}
+        print(json.dumps({**info, **metrics}))
     else:
-        print(f"{args.checkpoint} ({res.config.loss}) on {data.name}: {_fmt(metrics)}")
+        rr = ", re-ranked" if args.rerank else ""
+        print(f"{args.checkpoint} ({res.config.loss}{rr}) on {data.name}: {_fmt(metrics)}")
+    return 0
+
+
+def _data(args: argparse.Namespace) -> int:
+    from drsl.data.datasets import check_command
+
+    return check_command(args.root)
+
+
+def _export(args: argparse.Namespace) -> int:
+    import torch
+
+    from drsl.train.checkpoint import load_model
+    from drsl.train.evaluation import embed
+    from drsl.train.export import export_onnx, onnx_embed
+
+    out = export_onnx(args.checkpoint, args.onnx)
+    res = load_model(args.checkpoint)
+    c = res.config
+    images = torch.randint(0, 256, (8, 3, c.height, c.width), dtype=torch.uint8)
+    gap = float((onnx_embed(out, images) - embed(res.model, images)).abs().max())
+    print(
+        f"exported {args.checkpoint} -> {out} (images B x 3 x {c.height} x {c.width} uint8 -> "
+        f"embeddings B x {res.model.embedding_dim}); onnxruntime vs PyTorch on 8 random "
+        f"images: max |difference| {gap:.1e}"
+    )
     return 0
 
 
@@ -426,7 +497,8 @@ def _dispatch(argv: Sequence[str] | None) -> int:
     if argv and argv[0] in _PASS_THROUGH:  # the other command line parses (and helps)
         return _pass_through(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
-    return _train(args) if args.command == "train" else _eval(args)
+    commands = {"train": _train, "eval": _eval, "data": _data, "export": _export}
+    return commands[args.command](args)
 
 
 def main(

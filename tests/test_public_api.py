@@ -50,6 +50,7 @@ PUBLIC = {
         "evaluate_rank",
         "gallery_roles",
         "pair_masks",
+        "rerank_distances",
         "role_codes",
     ),
     "drsl.train": (
@@ -258,7 +259,8 @@ PUBLIC = {
         "CrossBatchMemory",
     ),
     "drsl.losses.reference": ("drsl_loss_dense",),
-    "drsl.metrics.reference": ("evaluate_market",),
+    "drsl.integrations.pml": ("DRSLoss", "register_with_cross_batch_memory"),
+    "drsl.metrics.reference": ("evaluate_market", "rerank_loop"),
     "drsl.metrics.protocol": (
         "DISTRACTOR",
         "DISTRACTOR_PID",
