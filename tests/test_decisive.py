@@ -216,3 +216,16 @@ def test_runner_tunes_extends_the_grid_then_runs_fresh_seeds_once_on_test(tmp_pa
     assert "final: 6 / 6 runs" in capsys.readouterr().out
     assert dec.main(["endpoints", *paths]) == 0
     assert "E1" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------- ratio, negatives only
+def test_memory_pos_neg_with_a_negatives_only_memory_keeps_the_batch_positives():
+    from drsl.data.sampler import memory_pos_neg
+
+    labels = np.repeat(np.arange(12), 8)
+    pos_all, neg_all = memory_pos_neg(labels, 4, 4, 80, epochs=4)
+    pos_neg, neg_neg = memory_pos_neg(labels, 4, 4, 80, epochs=4, memory_role="negatives")
+    assert pos_neg == 3.0 and neg_neg == neg_all  # K - 1 positives; the same negatives
+    assert pos_all > 3.0
+    with pytest.raises(ValueError, match="memory_role"):
+        memory_pos_neg(labels, 4, 4, 80, memory_role="positives")
