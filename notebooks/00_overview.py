@@ -142,7 +142,8 @@ assert np.allclose(res.cmc, cmc_by_hand)
 #
 # ## 3. Why mini-batches are imbalanced
 # This section is the course's one lesson on the **PK ratio**; notebooks 03, 04, 05 and 07
-# refer back here. Metric losses are trained on mini-batches of $P$ identities with $K$ images each (a "PK
+# refer back here. Metric losses are trained on mini-batches of $P$ identities with $K$ images
+# each (a "PK
 # batch"). Every image is in turn the anchor. It has $K - 1$ **positives** (the other images of
 # its identity) and $(P-1)K$ **negatives**. With the common $P = 16, K = 4$: 3 positives
 # against 60 negatives. Let us count them in a real batch from `drsl.data.sampler.PKSampler`.
