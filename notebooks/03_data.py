@@ -33,7 +33,8 @@
 # One cell: imports from `drsl` (the notebook defines no function the package should own),
 # paths, and the fast-mode switch (`DRSL_FAST=1`, used by the test suite, shrinks the work
 # without changing the code path). `ensure_dataset` draws the synthetic set on first use
-# (650 images in fast mode, 10,400 otherwise, in `data/`) and reuses it afterwards.
+# (a small one in fast mode, the full one otherwise, in `data/`; the cell prints its size) and
+# reuses it afterwards.
 
 # %%
 import inspect

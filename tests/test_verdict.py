@@ -132,10 +132,12 @@ def _prose() -> dict[str, str]:
 
 VERDICT_WORDS = re.compile(
     r"\b(holds?|established|shown|resists?|alleviates?|advantage|outlasts?|confirm\w*|"
-    r"refute\w*|supports?|keeps? (its|most)|better under)\b",
+    r"refute\w*|supports?|keeps? (its|most)|better under|trains? better|hurts?)\b",
     re.I,
 )
-ABOUT_THE_CLAIM = re.compile(r"\b(claim|verdict)\b|\bDRSL\b.*\bimbalance|\bimbalance\b.*\bDRSL\b")
+ABOUT_THE_CLAIM = re.compile(
+    r"\b(claim|verdict)\b|\bDRSL\b.*\bimbalance|\bimbalance\w*\b.*\bDRSL\b"
+)
 QUESTION = re.compile(r"\b(whether|question|the paper says|asks?|returns)\b", re.I)  # not a verdict
 CONTRADICTIONS = re.compile(
     r"no (established )?advantage for DRSL|not established|no sign that (positive/negative )?"
