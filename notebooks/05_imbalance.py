@@ -192,8 +192,8 @@ plt.show()
 # A seed fixes the initial weights and the batches for every loss alike, so a difference
 # *at the same seed* removes what the seed does to both. Left: DRSL minus each baseline in
 # every cell, with a Student-t interval over the seeds (`level=0.95`; an interval
-# that holds zero: no difference shown). Right: what the move from the reference cell to the extreme cell costs
-# each loss, same seed, same batches.
+# that holds zero: no difference shown). Right: what the move from the reference cell to
+# the extreme cell costs each loss, same seed, same batches.
 
 # %%
 vs = pd.concat(
