@@ -404,10 +404,10 @@ paired.round(4)
 # **What the figures say.** On this split DRSL has the higher mAP and the higher median
 # $\rho$, but the two models are close: the mean per-query AUCs of the table differ by
 # $|\Delta| < 0.005$ and the mean $\rho$ by $|\Delta| < 0.05$, and neither model wins every
-# query (each is the higher one on some queries). The cell below checks these statements,
-# then writes the rest of the reading from the numbers: the small test split of fast mode gives other
-# numbers than the full one, so each comparison's word (higher, lower) is chosen by the data,
-# and the cell checks every such sentence against the numbers it prints and the data.
+# query (each is the higher one on some queries). The cell below checks these statements, then
+# writes the rest of the reading from the numbers: the small test split of fast mode gives
+# other numbers than the full one, so each comparison's word (higher, lower) is chosen by the
+# data, and the cell checks every such sentence against the numbers it prints and the data.
 #
 # What no cell computes is in the pictures; look for it yourself: does each identity of the
 # t-SNE maps form one cluster with several cameras inside it, or do some images sit apart
