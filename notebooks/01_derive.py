@@ -283,7 +283,7 @@ plt.show()
 # The two must agree, and the cell checks it on the worked example and on a random batch, for
 # the three steps.
 
-# %%
+# %% tags=["remove-input"]
 display(Markdown(f"```python\n{inspect.getsource(drsl_loss_dense)}```"))
 emb_r = torch.randn(12, 4, generator=torch.Generator().manual_seed(1))
 lab_r = torch.arange(4).repeat_interleave(3)

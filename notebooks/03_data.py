@@ -185,7 +185,7 @@ print("CMC (rank 1..5):", res.cmc.tolist())
 # it must give the same CMC, mAP and mINP (checked here on the tiny example; section 4's end
 # checks it on the whole synthetic test split).
 
-# %%
+# %% tags=["remove-input"]
 display(Markdown(f"```python\n{inspect.getsource(evaluate_market)}```"))
 ref = evaluate_market(distances[None], np.array([q_pid]), g_pids, np.array([q_camid]), g_camids,
                       max_rank=5)  # fmt: skip

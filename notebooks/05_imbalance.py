@@ -181,7 +181,7 @@ chosen
 # the last line is the learning rate each variant got on validation. The figure draws the
 # same data against the ratio (log axis).
 
-# %%
+# %% tags=["hide-input"]
 for ce in (True, False):
     display(Markdown(markdown_table(runs, cells, with_ce=ce, losses=LOSSES)))
 fig = plot_imbalance(runs, cells, metric="mAP", losses=LOSSES)

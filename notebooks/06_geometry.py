@@ -414,7 +414,7 @@ paired.round(4)
 # from their identity (all the images of one camera, say)? Eight identities and one t-SNE run
 # cannot separate two models as close as these.
 
-# %%
+# %% tags=["remove-input"]
 d, t_ = res["DRSL"], res["CE+triplet"]
 st = {k: stats.loc[k] for k in stats.index}  # row -> {model: value}
 assert d.mAP > t_.mAP and st["spearman_median"]["DRSL"] > st["spearman_median"]["CE+triplet"]

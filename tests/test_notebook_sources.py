@@ -198,3 +198,24 @@ def test_no_hand_typed_number_in_prose(src):
     }
     found = {i: n for i, n in found.items() if n}
     assert not found, f"{src.name}: numbers typed into markdown cells {found}: print them"
+
+
+BOOK_HIDES = {"remove-input", "hide-input", "remove-cell", "hide-cell"}  # myst-nb's tags
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.name)
+def test_cells_that_only_build_prose_or_assert_are_hidden_in_the_book(src):
+    """A code cell that renders Markdown, or holds nothing but asserts, carries a tag with which
+    the book shows its output only (or nothing): a reader sees prose, tables and figures."""
+    import ast
+
+    loose = []
+    for i, cell in enumerate(jupytext.read(src).cells):
+        if cell.cell_type != "code" or "solution" in _tags(cell):
+            continue
+        body = ast.parse(cell.source).body
+        prose = "Markdown(" in cell.source
+        asserts_only = bool(body) and all(isinstance(node, ast.Assert) for node in body)
+        if (prose or asserts_only) and not BOOK_HIDES & set(_tags(cell)):
+            loose.append(i)
+    assert not loose, f"{src.name}: cells {loose} build prose or assert: tag them remove-input"
