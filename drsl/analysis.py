@@ -395,7 +395,7 @@ def imbalance_verdict(
     part = rows[rows["phase"] == phase]
     costs = cell_effects(part, extreme, reference, metric, baseline=None, level=level)
     extra = cell_effects(part, extreme, reference, metric, baseline=loss, level=level)
-    at_extreme = part[(part[CELL].astype(int) == extreme).all(axis=1)]
+    at_extreme = part[(part[CELL].astype(int) == pd.Series(extreme, index=CELL)).all(axis=1)]
     gaps = paired_differences(at_extreme, loss, metric, level=level)  # baseline - loss
     gaps = gaps.assign(
         baseline=gaps["loss"], diff=-gaps["diff"], low=-gaps["high"], high=-gaps["low"]

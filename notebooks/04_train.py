@@ -60,9 +60,10 @@ print(f"drsl {drsl.__version__}, torch {torch.__version__}, fast mode: {FAST}, d
 
 # %% [markdown]
 # ## 1. The model: a narrow ResNet with a BNNeck
-# The backbone is torchvision's `BasicBlock` in four stages of widths 16, 32, 64, 128
-# (a ResNet-18 has 64 ... 512 and twice the blocks), with the last stage at stride 1 as in the
-# strong baseline of Luo et al. Global average pooling gives the **features** $f$ (128-d).
+# The backbone is torchvision's `BasicBlock` in four stages whose widths double from
+# `base_width` (the cell prints them; a ResNet-18 is eight times as wide and has twice the
+# blocks), with the last stage at stride 1 as in the strong baseline of Luo et al. Global
+# average pooling gives the **features** $f$, as many as the last stage's width.
 # The **BNNeck** is a BatchNorm1d after them: the metric loss (triplet, Smooth-AP or DRSL) sees
 # $f$, the identity classifier sees the normalised $\mathrm{BN}(f)$, and so does retrieval at
 # test time. DRSL's angle targets $t_j = (1 + \cos(g_a, g_j))/2$ take $g = \mathrm{BN}(f)$:
@@ -77,7 +78,14 @@ net = ReIDNet(num_classes=400)
 x = torch.randn(8, 3, 64, 32)
 out = net(x)
 n_params = count_parameters(net)
-print(f"{n_params / 1e6:.2f} M parameters, {n_params * 4 / 2**20:.1f} MB in float32")
+widths = [
+    stage[-1].conv2.out_channels for stage in net.backbone if isinstance(stage, torch.nn.Sequential)
+]
+print(f"stage widths {widths}, features {out.features.shape[1]}-d")
+print(
+    f"{n_params / 1e6:.2f} M parameters ({count_parameters(net.classifier) / 1e6:.2f} M of them in "
+    f"the classifier), {n_params * 4 / 2**20:.1f} MB in float32"
+)
 print({k: tuple(v.shape) for k, v in out._asdict().items()})
 net.eval()
 bn = net.bnneck
@@ -86,7 +94,7 @@ torch.testing.assert_close(net(x), expected + bn.bias)
 
 # %% [markdown]
 # ## 2. Data, augmentation and PK batches
-# Images are held in memory at 64 x 32 (a quarter of Market's usual 128 x 64 pixels: enough
+# Images are held in memory at $64 \times 32$ (a quarter of Market's usual $128 \times 64$: enough
 # for the synthetic people, and four times cheaper). Training images get the strong baseline's
 # augmentations: horizontal flip, pad-and-crop, random erasing. Batches are the PK batches of
 # notebook 00 (its PK ratio gives each anchor's positives and negatives).
@@ -256,8 +264,8 @@ print(
 # %% [markdown] tags=["solution"]
 # **Solution 3.** Here the interruption is simulated: an `on_step` callback raises
 # `KeyboardInterrupt` (what the kernel's interrupt raises) past half way. The second call
-# resumes from the last checkpoint in the run folder (written every 5 steps here, 10 in full
-# mode), replays the steps after it, and the log holds every step exactly once. On one
+# resumes from the last checkpoint in the run folder (written every `checkpoint_every`
+# steps), replays the steps after it, and the log holds every step exactly once. On one
 # thread (fast mode) the resumed run also ends with exactly the metrics of solution 1's
 # uninterrupted CE + DRSL run, which had the same settings.
 

@@ -181,7 +181,7 @@ chosen
 # the last line is the learning rate each variant got on validation. The figure draws the
 # same data against the ratio (log axis).
 
-# %%
+# %% tags=["hide-input"]
 for ce in (True, False):
     display(Markdown(markdown_table(runs, cells, with_ce=ce, losses=LOSSES)))
 fig = plot_imbalance(runs, cells, metric="mAP", losses=LOSSES)
@@ -191,9 +191,9 @@ plt.show()
 # ## 5. Paired differences
 # A seed fixes the initial weights and the batches for every loss alike, so a difference
 # *at the same seed* removes what the seed does to both. Left: DRSL minus each baseline in
-# every cell, with a 95 % Student-t interval over the seeds (an interval that holds zero: no
-# difference shown). Right: what the move from the reference cell to the extreme cell costs
-# each loss, same seed, same batches.
+# every cell, with a Student-t interval over the seeds (`level=0.95`; an interval
+# that holds zero: no difference shown). Right: what the move from the reference cell to
+# the extreme cell costs each loss, same seed, same batches.
 
 # %%
 vs = pd.concat(
@@ -321,13 +321,23 @@ plt.show()
 # **Solution 1.** Pivot the final test rows of the extreme cell to one row per seed and one
 # column per loss, compare the two columns, and average the booleans.
 
-# %% tags=["solution"]
+# %% tags=["answer"]
+### BEGIN SOLUTION
 at = final[(final.split == "test") & ~final.with_ce.astype(bool)]
-at = at[(at[["P", "K", "memory_size"]] == EXTREME).all(axis=1)]
+at = at[at.P.eq(EXTREME[0]) & at.K.eq(EXTREME[1]) & at.memory_size.eq(EXTREME[2])]
 by_seed = at.pivot_table(index="seed", columns="loss", values="mAP")
 share = float((by_seed[LOSS] > by_seed["contrastive"]).mean())
+### END SOLUTION
 print(f"{LOSS} above contrastive in {share:.0%} of the seeds")
-assert 0 <= share <= 1
+
+# %% tags=["check"]
+assert 0 <= share <= 1, "a share lies between 0 and 1"
+### BEGIN HIDDEN TESTS
+_at = final[(final.split == "test") & (final.with_ce.astype(str) == "False")]
+_at = _at.set_index(["P", "K", "memory_size"]).sort_index().loc[EXTREME]
+_w = _at.pivot_table(index="seed", columns="loss", values="mAP")
+assert abs(share - (_w[LOSS] > _w["contrastive"]).mean()) < 1e-9
+### END HIDDEN TESTS
 
 # %% [markdown]
 # **Exercise 2.** With $C$ training identities and a memory far larger than one epoch, each
@@ -337,10 +347,18 @@ assert 0 <= share <= 1
 # %% [markdown] tags=["solution"]
 # **Solution 2.** $M$ cancels: the ratio tends to $1/(C-1)$, the floor of section 2.
 
-# %% tags=["solution"]
+# %% tags=["answer"]
+### BEGIN SOLUTION
 floor = 1 / (C - 1)
+### END SOLUTION
 print(f"floor 1:{1 / floor:.0f} with C = {C}")
-assert (cells.ratio > floor).all()
+
+# %% tags=["check"]
+assert 0 < floor < 1, "a ratio of positives to negatives"
+assert (cells.ratio > floor).all(), "no cell of the experiment lies below the floor"
+### BEGIN HIDDEN TESTS
+assert abs(floor * (C - 1) - 1) < 1e-12
+### END HIDDEN TESTS
 
 # %% [markdown]
 # ## References
