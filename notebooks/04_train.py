@@ -247,7 +247,7 @@ for label, path in (("current data", SWEEP_CSV), ("pilot", SWEEP_CSV.with_name("
         )
     )
     fig, axes = plt.subplots(
-        1, 3, figsize=(15, 3.8), layout="constrained", gridspec_kw={"width_ratios": [1.1, 1, 1]}
+        1, 3, figsize=(13, 3.8), layout="constrained", gridspec_kw={"width_ratios": [1.1, 1, 1]}
     )
     plot_result_heatmap(
         sw, index=("loss",), columns=("P", "K"), ax=axes[0], title=f"{label}: mAP (%), mean ± std"
@@ -519,7 +519,7 @@ display(Markdown("\n".join(lines)))
 # %%
 fixed = studies[studies["study"] == "steps"]
 fig, axes = plt.subplots(
-    1, 3, figsize=(15, 3.8), layout="constrained", gridspec_kw={"width_ratios": [1.1, 1, 1]}
+    1, 3, figsize=(13, 3.8), layout="constrained", gridspec_kw={"width_ratios": [1.1, 1, 1]}
 )
 plot_result_heatmap(
     fixed,
@@ -672,7 +672,7 @@ print(
 # the best mean over the two tuning cells.
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(14, 4.6), layout="constrained")
+fig, axes = plt.subplots(1, 2, figsize=(13, 4.6), layout="constrained")
 for ax, (M, part) in zip(axes, tune.groupby("memory_size"), strict=True):
     cell = f"{part.P.iloc[0]} x {part.K.iloc[0]}" + (f" + memory {M}" if M else "")
     plot_result_heatmap(
@@ -737,7 +737,7 @@ vs = pd.concat(
         for base in IMB_LOSSES[:-1]
     ]
 ).reset_index(drop=True)
-fig, axes = plt.subplots(1, 2, figsize=(14, 8), layout="constrained")
+fig, axes = plt.subplots(1, 2, figsize=(13, 8), layout="constrained")
 for ax, ce in zip(axes, (True, False), strict=True):
     plot_paired_differences(vs[vs.with_ce == ce], ax=ax)
     ax.set_title(("with CE + BNNeck" if ce else "metric loss alone") + ": test mAP, DRSL minus")
@@ -856,7 +856,7 @@ else:
             for base in IMB_LOSSES[:-1]
         ]
     )
-    fig, axes = plt.subplots(1, 2, figsize=(14, 3.8), layout="constrained")
+    fig, axes = plt.subplots(1, 2, figsize=(13, 3.8), layout="constrained")
     plot_paired_differences(long_effect, ax=axes[0])
     axes[0].set_title("twice the budget: test mAP with the memory minus without")
     plot_paired_differences(long_vs, ax=axes[1])

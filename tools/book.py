@@ -83,9 +83,11 @@ class NotebookBar:
     def update(self):
         self.bar.update(1)
 
-    def close(self, note: str):
+    def close(self, note: str, *, done: bool = True):
         self.stop.set()
         self.thread.join()
+        if done:  # a cached notebook ran no cell here
+            self.bar.update(self.bar.total - self.bar.n)
         self.bar.set_postfix_str(note, refresh=False)
         self.bar.close()
 
@@ -106,7 +108,7 @@ def execute_all(
             run = executed(source, fast=fast, cache=cache, threads=threads, on_cell=bar.update)
         except CellExecutionError as err:
             lines = str(err).strip().splitlines()
-            bar.close(f"FAILED: {lines[-1] if lines else err!r}")
+            bar.close(f"FAILED: {lines[-1] if lines else err!r}", done=False)
             failed.append(source.name)
             continue
         bar.close(f"{'cached, ' if run.cached else ''}{run.seconds:.1f} s")
@@ -217,9 +219,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads is not None and args.threads < 1:
         parser.error(f"--threads must be at least 1, got {args.threads}")
-    return build_book(
-        args.out.resolve(), args.src.resolve(), args.cache.resolve(), threads=args.threads
-    )
+    try:
+        return build_book(
+            args.out.resolve(), args.src.resolve(), args.cache.resolve(), threads=args.threads
+        )
+    except (ValueError, FileNotFoundError) as err:  # a page's source is missing or out of step
+        print(f"[book] error: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
