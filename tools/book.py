@@ -123,8 +123,10 @@ def execute_all(
     if failed:
         raise SystemExit(f"[book] failed: {', '.join(failed)} (see {cache}/*.kernel.log)")
     if url is None:
-        print("[book] no repository URL ([project.urls] Repository in pyproject.toml or "
-              "DRSL_REPOSITORY_URL): pages get a download link but no Binder/Colab links")
+        print(
+            "[book] no repository URL ([project.urls] Repository in pyproject.toml or "
+            "DRSL_REPOSITORY_URL): pages get a download link but no Binder/Colab links"
+        )
     return rows
 
 
@@ -213,8 +215,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--src", type=Path, default=ROOT / "build" / "book-src")
     parser.add_argument("--cache", type=Path, default=EXECUTED, help="executed notebooks")
     parser.add_argument(
-        "--threads", type=int, default=None, help="CPU threads per notebook kernel "
-        f"(default: {FULL_MODE_THREADS} in full mode, the environment's in fast mode)"
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads per notebook kernel "
+        f"(default: {FULL_MODE_THREADS} in full mode, the environment's in fast mode)",
     )
     args = parser.parse_args(argv)
     if args.threads is not None and args.threads < 1:

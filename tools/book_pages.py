@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import copy
 import pkgutil
-import tomllib
 import re
 import shutil
 from pathlib import Path
 
 import nbformat
+import tomllib
 from course import ROOT, is_solution, tags, title_of, without_widgets
 
 EXPLORER_NOTE = (
@@ -218,8 +218,12 @@ def launch_header(stem: str, download: str, url: str | None, branch: str = "main
     github = re.match(r"^https://github\.com/([^/]+/[^/]+)$", url or "")
     if github:
         repo, path = github.group(1), f"notebooks/{stem}.ipynb"
-        links.append(f"[Launch on Binder](https://mybinder.org/v2/gh/{repo}/{branch}?labpath={path})")
-        links.append(f"[Open in Colab](https://colab.research.google.com/github/{repo}/blob/{branch}/{path})")
+        links.append(
+            f"[Launch on Binder](https://mybinder.org/v2/gh/{repo}/{branch}?labpath={path})"
+        )
+        links.append(
+            f"[Open in Colab](https://colab.research.google.com/github/{repo}/blob/{branch}/{path})"
+        )
     return ":::{container} drsl-launch\n" + " \u00b7 ".join(links) + "\n:::\n"
 
 

@@ -16,7 +16,13 @@ extensions = [
     "sphinx.ext.mathjax",
     "sphinx_design",
 ]
-exclude_patterns = ["_generated/*", "_downloads_src/*", "**.ipynb_checkpoints", "sphinx-warnings.log"]
+# _downloads_src: the notebooks without outputs that each page offers for download (not pages)
+exclude_patterns = [
+    "_generated/*",
+    "_downloads_src/*",
+    "**.ipynb_checkpoints",
+    "sphinx-warnings.log",
+]
 suppress_warnings = ["mystnb.unknown_mime_type"]
 
 # notebooks: executed beforehand by tools/book.py (in notebooks/, as a reader runs them)
