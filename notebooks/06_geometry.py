@@ -151,7 +151,7 @@ all_pids = np.concatenate([q_pids, g_pids])
 all_cams = np.concatenate([q_camids, g_camids])
 is_query = np.arange(all_pids.size) < q_pids.size
 ids = geometry.select_identities(all_pids, num_ids=NUM_IDS, seed=SEED)
-fig, axes = plt.subplots(1, 2, figsize=(14, 5.5), layout="constrained")
+fig, axes = plt.subplots(1, 2, figsize=(13, 5.5), layout="constrained")
 for ax, name in zip(axes, MODELS, strict=True):
     plot_tsne(
         both[name],
@@ -358,7 +358,7 @@ for ax, name in zip(axes, MODELS, strict=True):
 # in the title is the average over all queries.
 
 # %%
-fig, axes = plt.subplots(2, 2, figsize=(20, 5.6 * NUM_EXTREME))
+fig, axes = plt.subplots(2, 2, figsize=(16, 5.6 * NUM_EXTREME))
 for col, name in enumerate(MODELS):
     for row, order in enumerate(("worst", "best")):
         plot_ranking(
