@@ -227,7 +227,12 @@ def _add_data(sub) -> None:
         help="look at a dataset folder (drsl data check ROOT)",
         description="Dataset tools.",
     )
-    dsub = d.add_subparsers(dest="data_command", metavar="ACTION", parser_class=_Parser)
+    dsub = d.add_subparsers(
+        dest="data_command",
+        metavar="ACTION",
+        parser_class=_Parser,
+        help="check: report on a folder",
+    )
     dsub.required = True
     c = dsub.add_parser(
         "check",
