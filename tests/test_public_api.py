@@ -241,8 +241,6 @@ PUBLIC = {
         "distributed",
         "main_first",
         "gather_batch",
-        "gather_references",
-        "reduce_mean",
         "reduce_means",
         "sync_buffers",
         "unwrap_model",

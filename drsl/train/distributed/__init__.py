@@ -22,7 +22,6 @@ from drsl.train.distributed.context import (
     current_context,
     distributed,
     main_first,
-    reduce_mean,
     reduce_means,
     sync_buffers,
     unwrap_model,
@@ -33,7 +32,6 @@ from drsl.train.distributed.gather import (
     GatheredBatch,
     data_parallel_loss,
     gather_batch,
-    gather_references,
 )
 
 __all__ = [
@@ -49,10 +47,8 @@ __all__ = [
     "barrier",
     "broadcast_object",
     "all_gather_object",
-    "reduce_mean",
     "reduce_means",
     "sync_buffers",
     "gather_batch",
-    "gather_references",
     "data_parallel_loss",
 ]

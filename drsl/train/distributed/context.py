@@ -325,16 +325,6 @@ def all_gather_object(obj: Any) -> list[Any]:
     return out
 
 
-def reduce_mean(value: Tensor | float) -> float:
-    """The mean of one number over the ranks (every rank must call it); see :func:`reduce_means`.
-
-    Example:
-        >>> reduce_mean(torch.tensor(0.25))
-        0.25
-    """
-    return reduce_means({"value": value})["value"]
-
-
 def reduce_means(values: Mapping[str, Tensor | float]) -> dict[str, float]:
     """The means over the ranks of several numbers in one collective (the step's log row).
 
