@@ -129,8 +129,10 @@ def test_generate_refuses_to_overwrite(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "mine", "s"]  # no lock files
 
 
-@pytest.mark.parametrize("where, words", [("file", "is a file, not a folder"),
-                                          ("file/sub", "cannot be created (Not a directory)")])  # fmt: skip
+@pytest.mark.parametrize(
+    "where, words",
+    [("file", "is a file, not a folder"), ("file/sub", "cannot be created (Not a directory)")],
+)
 def test_drsl_data_that_is_not_a_usable_folder_is_named(tmp_path, monkeypatch, where, words):
     """DRSL_DATA at a file gave '[Errno 17] File exists' without a word of DRSL_DATA."""
     from drsl.config import data_dir
