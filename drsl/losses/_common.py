@@ -84,6 +84,11 @@ def check_batch(embeddings: Tensor, labels, name: str = "embeddings") -> Tensor:
         raise ValueError(f"{name} must be a 2-D tensor (B x D), got {_shape(embeddings)}")
     if not embeddings.is_floating_point():
         raise ValueError(f"{name} must be floating point, got dtype {embeddings.dtype}")
+    if embeddings.is_meta:
+        raise ValueError(
+            f"{name} are on the 'meta' device (shapes without values): move them to a real "
+            "device (cpu, cuda) first"
+        )
     if embeddings.shape[1] == 0:
         raise ValueError(
             f"{name} have an empty feature dimension ({embeddings.shape[0]} x 0): "

@@ -12,6 +12,9 @@ gradient"; RS Loss (Oksuz et al., ICCV 2021), Eq. 7-8 and Alg. 1.
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
@@ -187,10 +190,14 @@ def check_options(delta: float, smoothing: str, sort_weight: float, gradient: st
         raise ValueError(f"smoothing must be one of {SMOOTHINGS}, got {smoothing!r}")
     if gradient not in GRADIENTS:
         raise ValueError(f"gradient must be one of {GRADIENTS}, got {gradient!r}")
-    if smoothing != "hard" and not delta > 0:
-        raise ValueError(f"delta must be > 0, got {delta!r}")
-    if not sort_weight >= 0:
-        raise ValueError(f"sort_weight must be >= 0, got {sort_weight!r}")
+    if smoothing != "hard" and not (_is_number(delta) and 0 < delta < math.inf):
+        raise ValueError(f"delta must be a finite number > 0, got {delta!r}")
+    if not (_is_number(sort_weight) and 0 <= sort_weight < math.inf):
+        raise ValueError(f"sort_weight must be a finite number >= 0, got {sort_weight!r}")
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
 
 def unit_rows(x: Tensor, eps: float = 1e-8) -> Tensor:
@@ -226,15 +233,16 @@ def angle_inputs(x, z, angle_embeddings, ref_angle_embeddings):
     """The (detached, compute-dtype) angle embeddings of the batch and of the references."""
     g = x if angle_embeddings is None else angle_embeddings
     if not isinstance(g, Tensor) or g.dim() != 2 or g.shape[0] != x.shape[0]:
-        raise ValueError(
-            f"angle_embeddings must be B x D' with B = {x.shape[0]}, got {tuple(g.shape)}"
-        )
+        got = tuple(g.shape) if isinstance(g, Tensor) else type(g).__name__
+        raise ValueError(f"angle_embeddings must be B x D' with B = {x.shape[0]}, got {got}")
     g = g.detach().to(device=x.device, dtype=x.dtype)
     if z is None:
-        if ref_angle_embeddings is not None and ref_angle_embeddings.shape[0] > 0:
+        if ref_angle_embeddings is not None and len(ref_angle_embeddings) > 0:
             raise ValueError("ref_angle_embeddings given without ref_embeddings and ref_labels")
         return g, None
     gr = z if ref_angle_embeddings is None else ref_angle_embeddings
+    if not isinstance(gr, Tensor):
+        raise ValueError(f"ref_angle_embeddings must be a tensor, got {type(gr).__name__}")
     if gr.dim() != 2 or gr.shape[0] != z.shape[0] or gr.shape[1] != g.shape[1]:
         raise ValueError(
             f"ref_angle_embeddings must be R x D' with R = {z.shape[0]}, D' = {g.shape[1]}, "

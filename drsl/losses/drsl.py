@@ -333,8 +333,8 @@ def drsl_form(
     # s_j = -d[a, j] = -||f_a - f_j|| over the batch, then the references
     d = with_refs(pairwise_euclidean(x), lambda: pairwise_euclidean(x, z), z is not None)
     check_finite(d, embeddings=embeddings, ref_embeddings=ref)
+    g, gr = angle_inputs(x, z, angle_embeddings, ref_angle_embeddings)  # checked, even unused
     if sort_weight != 0:
-        g, gr = angle_inputs(x, z, angle_embeddings, ref_angle_embeddings)
         t_pos = positive_targets(g, gr, pairs)  # t_j = (1 + cos(g_a, g_j)) / 2, B x P
         check_finite(t_pos, "the angle targets", angle_embeddings=g, ref_angle_embeddings=gr)
     else:

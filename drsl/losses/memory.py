@@ -32,6 +32,20 @@ __all__ = ["CrossBatchMemory"]
 _KEYS = ("embeddings", "labels", "angle_embeddings")
 
 
+def _check_rows(name: str, x: Tensor) -> None:
+    """A batch the memory may store: floating point, every row finite (else one line, and
+    nothing is stored: a NaN row would surface only at the next loss, far from its cause)."""
+    if not x.is_floating_point():
+        raise ValueError(f"{name} must be floating point, got dtype {x.dtype}")
+    bad = ~torch.isfinite(x).all(dim=1)
+    if bool(bad.any()):
+        first = int(bad.nonzero()[0, 0])
+        raise ValueError(
+            f"{name} hold NaN or inf in {int(bad.sum())} row(s) (the first: row {first}); "
+            "nothing was stored"
+        )
+
+
 class CrossBatchMemory:
     """A first-in-first-out queue of the last ``size`` detached embeddings and their labels.
 
@@ -76,8 +90,13 @@ class CrossBatchMemory:
             )
         if not isinstance(labels, Tensor) or labels.shape != (embeddings.shape[0],):
             raise ValueError(f"labels must be 1-D with one label per row ({embeddings.shape[0]})")
+        if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+            raise ValueError(f"labels must be integers, got dtype {labels.dtype}")
         if angle_embeddings is not None and angle_embeddings.shape[0] != embeddings.shape[0]:
             raise ValueError("angle_embeddings must have one row per embedding")
+        _check_rows("embeddings", embeddings)
+        if angle_embeddings is not None:
+            _check_rows("angle_embeddings", angle_embeddings)
         old = self._data["embeddings"]
         if old is None:
             return
