@@ -105,6 +105,7 @@ PUBLIC = {
         "pairwise_angle",
         "pairwise_cosine",
         "pairwise_euclidean",
+        "unit_rows",
     ),
     "drsl.data": (
         "BadImageError",

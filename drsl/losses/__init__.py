@@ -38,51 +38,42 @@ Names load on first use (``import drsl.losses.names`` does not import torch).
 
 from __future__ import annotations
 
-import importlib
+from drsl._lazy import lazy_exports
 
 _EXPORTS = {
-    "DEFAULT_DELTA": "_kernel",
-    "SMOOTHINGS": "_kernel",
-    "step_function": "_kernel",
-    "ContrastiveLoss": "baselines",
-    "CrossEntropyLabelSmooth": "baselines",
-    "SmoothAPLoss": "baselines",
-    "TripletLoss": "baselines",
-    "batch_hard_triplet_loss": "baselines",
-    "contrastive_loss": "baselines",
-    "cross_entropy_label_smooth": "baselines",
-    "smooth_ap_loss": "baselines",
-    "GRADIENTS": "drsl",
-    "DRSLoss": "drsl",
-    "DRSLTerms": "drsl",
-    "IdentityUpdate": "drsl",
-    "angle_targets": "drsl",
-    "drsl_from_scores": "drsl",
-    "drsl_loss": "drsl",
-    "drsl_terms": "drsl",
-    "identity_update": "drsl",
-    "retrieval_scores": "drsl",
-    "MultiSimilarityLoss": "pairwise",
-    "CircleLoss": "pairwise",
-    "multi_similarity_loss": "pairwise",
-    "circle_loss": "pairwise",
-    "CrossBatchMemory": "memory",
-    "drsl_loss_dense": "reference",
-    "LOSSES": "registry",
-    "get_loss": "registry",
-    "gradient_mass": "registry",
+    "DEFAULT_DELTA": ".drsl_options",
+    "SMOOTHINGS": ".drsl_options",
+    "step_function": "._kernel",
+    "ContrastiveLoss": ".baselines",
+    "CrossEntropyLabelSmooth": ".baselines",
+    "SmoothAPLoss": ".baselines",
+    "TripletLoss": ".baselines",
+    "batch_hard_triplet_loss": ".baselines",
+    "contrastive_loss": ".baselines",
+    "cross_entropy_label_smooth": ".baselines",
+    "smooth_ap_loss": ".baselines",
+    "GRADIENTS": ".drsl_options",
+    "DRSLoss": ".drsl",
+    "DRSLTerms": ".drsl",
+    "IdentityUpdate": ".drsl",
+    "angle_targets": ".drsl",
+    "drsl_from_scores": ".drsl",
+    "drsl_loss": ".drsl",
+    "drsl_terms": ".drsl",
+    "identity_update": ".drsl",
+    "retrieval_scores": ".drsl",
+    "MultiSimilarityLoss": ".pairwise",
+    "CircleLoss": ".pairwise",
+    "multi_similarity_loss": ".pairwise",
+    "circle_loss": ".pairwise",
+    "CrossBatchMemory": ".memory",
+    "drsl_loss_dense": ".reference",
+    "LOSSES": ".registry",
+    "get_loss": ".registry",
+    "gradient_mass": ".registry",
 }
 
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
