@@ -350,7 +350,8 @@ def _train(args: argparse.Namespace) -> int:
     out = run["out"]
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {out} is an existing file; pass a folder path")
-    from drsl.train import build_criterion, load_data, train
+    from drsl.data.images import load_data
+    from drsl.train import build_criterion, train
 
     if cfg.loss_kwargs:  # fail now, not after loading the data, on a keyword the loss rejects
         try:
@@ -407,7 +408,8 @@ def _eval(args: argparse.Namespace) -> int:
     given = vars(args)
     run = {k: given.get(k) for k in ("data", "fast", "device", "threads")}
     device = _setup(run)
-    from drsl.train import evaluate, load_data, load_model
+    from drsl.data.images import load_data
+    from drsl.train import evaluate, load_model
 
     res = load_model(args.checkpoint, device=device)
     data = load_data(

@@ -45,11 +45,12 @@ import torch
 
 import drsl
 from drsl.config import data_dir, fast_mode, repo_root
+from drsl.data.images import load_data
 from drsl.data.sampler import PKSampler, pk_pos_neg_ratio
 from drsl.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transforms
 from drsl.models import ReIDNet, count_parameters
 from drsl.plotting import plot_learning_curves
-from drsl.train import TrainConfig, evaluate, load_data, load_or_train, train
+from drsl.train import TrainConfig, evaluate, load_or_train, train
 
 FAST = fast_mode()
 if FAST:

@@ -89,7 +89,8 @@ def test_toml_round_trip(tmp_path):
 
 
 def test_a_run_records_its_config(tmp_path):
-    from drsl.train import make_random_data, train
+    from drsl.data.images import make_random_data
+    from drsl.train import train
 
     cfg = TrainConfig(loss="ce+triplet", P=3, K=2, num_epochs=1, base_width=2, height=16,
                       width=8, warmup_steps=0, loss_kwargs={"margin": 0.2})  # fmt: skip
