@@ -52,7 +52,7 @@ slides: data  ## one reveal.js deck per notebook: build/slides/NN_name.slides.ht
 	@$(PY) tools/slides.py --out build/slides
 
 explore: env  ## the ratio explorer as a standalone Voila app
-	@$(VENV)/bin/voila notebooks/06_explore.ipynb --port=$(PORT)
+	@$(VENV)/bin/voila notebooks/07_explore.ipynb --port=$(PORT)
 
 lock:  ## re-pin: requirements.in -> requirements.lock -> environment.yml
 	@$(PY) tools/lock.py

@@ -14,9 +14,11 @@ share this error policy through :func:`main`'s ``command`` argument.
 
 Errors policy: a user error (a bad value, path, config file, checkpoint or image, a run
 folder in use) prints one line ``drsl: error: ...`` naming the culprit and the fix on stderr
-and exits with status 2, without a traceback; a diverged training prints one line and exits 1;
-Ctrl-C exits 130. The parser does not import torch, so ``--help`` and argument errors answer
-at once.
+and exits with status 2, without a traceback; a diverged training or a failed write (a full
+disk: the file and what was kept) prints one line and exits 1; Ctrl-C exits 130 and SIGTERM
+143, each after one line, with temporaries and locks removed (a training resumes exactly).
+A checkpoint is loaded as data, never run as code. The parser does not import torch, so
+``--help`` and argument errors answer at once.
 
 Example (shell)::
 
@@ -38,12 +40,13 @@ Reference: the training recipe of :mod:`drsl.train` (Luo et al. 2019; spec ``drs
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
 import sys
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -225,7 +228,10 @@ def _add_data(sub) -> None:
         description="Dataset tools.",
     )
     dsub = d.add_subparsers(
-        dest="data_command", metavar="ACTION", parser_class=_Parser, help="check"
+        dest="data_command",
+        metavar="ACTION",
+        parser_class=_Parser,
+        help="check: report on a folder",
     )
     dsub.required = True
     c = dsub.add_parser(
@@ -344,7 +350,8 @@ def _train(args: argparse.Namespace) -> int:
     out = run["out"]
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {out} is an existing file; pass a folder path")
-    from drsl.train import build_criterion, load_data, train
+    from drsl.data.images import load_data
+    from drsl.train import build_criterion, train
 
     if cfg.loss_kwargs:  # fail now, not after loading the data, on a keyword the loss rejects
         try:
@@ -352,8 +359,7 @@ def _train(args: argparse.Namespace) -> int:
         except TypeError as err:
             raise ValueError(f"bad --loss-arg for {cfg.loss}: {err}") from None
     device = _setup(run)
-    from drsl.train.distributed import distributed
-    from drsl.train.parts import main_first
+    from drsl.train.distributed import distributed, main_first
 
     if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 and device.index is not None:
         raise ValueError(
@@ -384,7 +390,6 @@ def _train(args: argparse.Namespace) -> int:
             cfg,
             data,
             out_dir=out,
-            device=ctx.device,
             ctx=ctx,
             resume=not args.no_resume,
             progress=not args.no_progress and ctx.is_main,
@@ -403,7 +408,8 @@ def _eval(args: argparse.Namespace) -> int:
     given = vars(args)
     run = {k: given.get(k) for k in ("data", "fast", "device", "threads")}
     device = _setup(run)
-    from drsl.train import evaluate, load_data, load_model
+    from drsl.data.images import load_data
+    from drsl.train import evaluate, load_model
 
     res = load_model(args.checkpoint, device=device)
     data = load_data(
@@ -452,7 +458,28 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _one_line_argparse_errors() -> Iterator[None]:
+    """The parsers of the commands ``drsl`` hands over to answer a bad argument in one line,
+    as ``drsl``'s own do (``argparse`` would print the usage first)."""
+    original = argparse.ArgumentParser.error
+
+    def error(self: argparse.ArgumentParser, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+    argparse.ArgumentParser.error = error  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        argparse.ArgumentParser.error = original  # type: ignore[method-assign]
+
+
 def _pass_through(name: str, argv: list[str]) -> int:
+    with _one_line_argparse_errors():
+        return _hand_over(name, argv)
+
+
+def _hand_over(name: str, argv: list[str]) -> int:
     import importlib
 
     module, _ = _PASS_THROUGH[name]
@@ -493,16 +520,20 @@ def main(
             ``sys.exit(drsl.cli.main(command=main))``.
 
     Returns:
-        int: exit status (0 success, 2 user error, 1 diverged training or a system error,
-        130 interrupted).
+        int: exit status (0 success, 2 user error, 1 diverged training or a system error
+        such as a full disk, 130 Ctrl-C, 143 SIGTERM).
     """
+    from drsl.signals import TERMINATED_STATUS, Terminated, sigterm_as_interrupt
+
     try:
-        if command is None:
-            return _dispatch(argv)
-        return int(command(list(sys.argv[1:] if argv is None else argv)) or 0)
-    except KeyboardInterrupt:
-        print("drsl: interrupted (run the same command again to resume)", file=sys.stderr)
-        return 130
+        with sigterm_as_interrupt():
+            if command is None:
+                return _dispatch(argv)
+            return int(command(list(sys.argv[1:] if argv is None else argv)) or 0)
+    except KeyboardInterrupt as err:
+        how = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
+        print(f"drsl: {how}; run the same command again to resume", file=sys.stderr)
+        return TERMINATED_STATUS if isinstance(err, Terminated) else 130
     except Exception as err:
         if isinstance(err, _user_errors()):
             print(_one_line(err), file=sys.stderr)

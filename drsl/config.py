@@ -46,13 +46,27 @@ def repo_root() -> Path:
 
 
 def data_dir() -> Path:
-    """The data folder: ``$DRSL_DATA`` if set, else ``<repo>/data``.
+    """The data folder: ``$DRSL_DATA`` if set (created if missing), else ``<repo>/data``.
 
     Returns:
-        pathlib.Path: the folder (it may not exist yet).
+        pathlib.Path: the folder (``<repo>/data`` may not exist yet).
+
+    Raises:
+        ValueError: ``DRSL_DATA`` names a file, or a folder that cannot be created (one line
+            naming ``DRSL_DATA`` and the fix).
     """
     env = os.environ.get("DRSL_DATA")
-    return Path(env).expanduser().resolve() if env else repo_root() / "data"
+    if not env:
+        return repo_root() / "data"
+    path = Path(env).expanduser().resolve()
+    fix = "point DRSL_DATA at a folder you can write, or unset it to use the repository's data/"
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"DRSL_DATA={env} is a file, not a folder; {fix}")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"DRSL_DATA={env} cannot be created ({err.strerror}); {fix}") from None
+    return path
 
 
 @contextmanager

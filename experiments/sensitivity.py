@@ -227,7 +227,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from drsl.train import load_data
+    from drsl.data.images import load_data
 
     base = sweep.base_config(base_width=args.base_width, lr=args.lr)
     data = load_data(height=base.height, width=base.width, fast=args.fast or None)

@@ -122,7 +122,7 @@ def train_row(
         base (drsl.train.TrainConfig): shared settings (width, lr, ...); the run overrides
             ``loss``, ``P``, ``K``, ``seed``, ``max_steps``, ``warmup_steps`` (a tenth of the
             steps, at most 50) and, when given, ``loss_kwargs``.
-        data (drsl.train.ReIDData): the dataset. P, K, seed, steps (int): the run.
+        data (drsl.data.images.ReIDData): the dataset. P, K, seed, steps (int): the run.
         loss (str): a ``drsl.train`` loss name. loss_kwargs (dict, optional): its keywords.
 
     Returns:
@@ -211,7 +211,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from drsl.train import load_data
+    from drsl.data.images import load_data
 
     torch.set_num_threads(args.threads)
     base = base_config(base_width=args.base_width, lr=args.lr)

@@ -33,7 +33,8 @@
 # One cell: imports from `drsl` (the notebook defines no function the package should own),
 # paths, and the fast-mode switch (`DRSL_FAST=1`, used by the test suite, shrinks the work
 # without changing the code path). `ensure_dataset` draws the synthetic set on first use
-# (650 images in fast mode, 10,400 otherwise, in `data/`) and reuses it afterwards.
+# (a small one in fast mode, the full one otherwise, in `data/`; the cell prints its size) and
+# reuses it afterwards.
 
 # %%
 import inspect
@@ -185,7 +186,7 @@ print("CMC (rank 1..5):", res.cmc.tolist())
 # it must give the same CMC, mAP and mINP (checked here on the tiny example; section 4's end
 # checks it on the whole synthetic test split).
 
-# %%
+# %% tags=["remove-input"]
 display(Markdown(f"```python\n{inspect.getsource(evaluate_market)}```"))
 ref = evaluate_market(distances[None], np.array([q_pid]), g_pids, np.array([q_camid]), g_camids,
                       max_rank=5)  # fmt: skip

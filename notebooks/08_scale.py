@@ -103,14 +103,14 @@ processes
 
 # %% [markdown]
 # ## 2. The ratio a memory of size R gives
-# We measure it on PK batches of a training set shaped like Market-1501 (751 identities with
-# 17 images each, labels only): the memory holds the labels of the last $R$ items drawn,
+# We measure it on PK batches of a training set shaped like Market-1501 ($N = 751$ identities
+# with $17$ images each, labels only): the memory holds the labels of the last $R$ items drawn,
 # and for the anchors of every later batch of two epochs we count positives and negatives over
 # the batch and the memory. The estimate refines section 1 for a memory shorter than an epoch:
 # the sampler cuts each identity into $G = \lfloor 17 / K \rfloor$ groups of $K$ per epoch, one
 # of which is the anchor's own batch, so the other $N G - 1$ groups hold $G - 1$ of its
 # identity: $R_+ \approx R (G-1) / (NG - 1)$. The package's `memory_pos_neg` does the same
-# replay (the imbalance experiment of notebook 04 uses it); the cell checks the two agree.
+# replay (the imbalance experiment of notebook 05 uses it); the cell checks the two agree.
 
 # %%
 N_IDS, PER_ID = 751, 17
@@ -141,7 +141,7 @@ memory_table
 
 # %% [markdown]
 # The same numbers as a picture: the batch-only curve of notebook 00 (positives per negative
-# against P) and, marked on it, where each memory size puts one 16 x 4 batch; a memory is
+# against P) and, marked on it, where each memory size puts one $16 \times 4$ batch; a memory is
 # worth as many extra identities in the batch as it holds negatives.
 
 # %%
@@ -249,8 +249,8 @@ print(f"whole batch: {whole:.6f}; both splits reproduce its value and gradient")
 # ## 4. A cross-batch memory in a few steps
 # `CrossBatchMemory(size)` keeps the detached embeddings and labels of the last `size` items,
 # oldest first. Each step: the loss of the batch against the memory, **then** enqueue the
-# batch. Toy embeddings: 12 identities with 4 fixed vectors each, PK batches of 3 x 2,
-# a memory of 12 rows.
+# batch. Toy embeddings: $12$ identities with $4$ fixed vectors each, PK batches of
+# $3 \times 2$, a memory of $12$ rows.
 
 # %%
 toy_ids = torch.arange(12).repeat_interleave(4)
@@ -302,7 +302,7 @@ assert own_copy.any(1).all() and wrong_loss != fn(emb, lab)
 # Under data parallelism every process enqueues the *global* batch (all processes' rows in
 # rank order, `GatheredBatch.global_batch()`), so every process holds the same memory, the one
 # a single process would hold with the concatenated batches; the test suite checks that two
-# steps with a memory match one process to 1e-10.
+# steps with a memory match one process to `1e-10`.
 #
 # ## 5. Two processes on the CPU, launched with torchrun
 # `torchrun --nproc_per_node=2` starts two Python processes with `RANK`, `WORLD_SIZE` and
@@ -500,13 +500,13 @@ assert not torch.isclose(unscaled, whole.detach(), atol=1e-6, rtol=0)
 
 # %% [markdown]
 # **Exercise 3.** What does the ratio tend to as the memory grows far beyond one epoch (with
-# $N$ identities of equal size, section 1's estimate)? Could a memory ever reach 1 : 1000 on a
+# $N$ identities of equal size, section 1's estimate)? Could a memory ever reach $1 : 1000$ on a
 # Market-sized set?
 
 # %% [markdown] tags=["solution"]
 # **Solution 3.** For large $R$ the estimate tends to $(R/N) / (R - R/N) = 1/(N-1)$: the
-# memory then mirrors the training set, where one identity faces $N - 1$ others. With 751
-# identities it saturates near 1 : 750 and never reaches 1 : 1000.
+# memory then mirrors the training set, where one identity faces $N - 1$ others. With $N = 751$
+# identities it saturates near $1 : 750$ and never reaches $1 : 1000$.
 
 # %% tags=["solution"]
 for R in (10**4, 10**5, 10**6):

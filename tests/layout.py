@@ -10,8 +10,10 @@ problems (empty when the page is fine), so a test can assert ``== []`` and print
   scrolls is reachable and passes.
 - :data:`TOGGLES_PER_EXERCISE`: the toggles (``<details>``) that follow each ``Exercise N.``
   paragraph up to the next exercise or heading: at most one each.
-- :data:`OVERWIDE_FIGURES`: every figure (``img``) against the column: it must not stick out of
-  it, nor be shrunk by more than ``maxShrink`` from its own width (text would become unreadable).
+- :data:`OVERWIDE_FIGURES`: every figure (``img``) under ``root`` against the area it may use
+  (``bound``: the column, or the column and its margin for a full-width cell): it must not stick
+  out of it, nor be shrunk by more than ``maxShrink`` from its own width (a figure drawn at
+  100 dpi shrunk 1.5x shows 10-point text about 9 px high; more is unreadable).
 - :data:`TALL_SLIDES`: every reveal.js slide's content height against the deck's height.
 """
 
@@ -86,9 +88,9 @@ TOGGLES_PER_EXERCISE = """(rootSelector) => {
             problems};
 }"""
 
-OVERWIDE_FIGURES = """([rootSelector, maxShrink]) => {
+OVERWIDE_FIGURES = """([rootSelector, boundSelector, maxShrink]) => {
     const root = document.querySelector(rootSelector) || document.body;
-    const column = root.getBoundingClientRect();
+    const column = (document.querySelector(boundSelector) || root).getBoundingClientRect();
     const problems = [];
     let measured = 0;
     for (const img of root.querySelectorAll('img')) {

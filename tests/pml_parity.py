@@ -1,8 +1,8 @@
 """One home for comparing a drsl loss with a pytorch-metric-learning (PML) loss: values and
 gradients in float64, on the same embeddings and labels.
 
-Used by tests/test_pml.py (DRSL, batch-hard triplet, contrastive); a baseline added to drsl
-(multi-similarity, circle) is checked the same way: ``assert_pml_parity(drsl_fn, pml_loss, x, y)``.
+Used by tests/test_pml.py (DRSL, batch-hard triplet, contrastive, multi-similarity, circle);
+a baseline added to drsl is checked the same way: ``assert_pml_parity(drsl_fn, pml_loss, x, y)``.
 """
 
 from __future__ import annotations

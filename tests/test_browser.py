@@ -50,7 +50,7 @@ def _skip_reason() -> str | None:
     except ImportError as err:  # pragma: no cover - it is in requirements.lock
         return f"playwright for Python is not installed ({err})"
     if not NOTEBOOK.is_file():
-        return f"{NOTEBOOK} is missing (jupytext --to ipynb notebooks/06_explore.py)"
+        return f"{NOTEBOOK} is missing (jupytext --to ipynb notebooks/07_explore.py)"
     return None
 
 

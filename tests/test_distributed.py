@@ -24,7 +24,7 @@ from drsl.train.distributed import (
     data_parallel_loss,
     distributed,
     gather_batch,
-    reduce_mean,
+    reduce_means,
     unwrap_model,
     wrap_model,
 )
@@ -116,7 +116,9 @@ def _worker(ctx: DistributedContext) -> dict:
         loss = _terms(name, use_ce, f, g, logits, y[rows], gb)
         loss.backward()
         scale = float(gb.scale(NORMALISERS[name]))
-        out["cases"].append({"loss": reduce_mean(loss), "grads": _grads(model), "scale": scale})
+        out["cases"].append(
+            {"loss": reduce_means({"loss": loss})["loss"], "grads": _grads(model), "scale": scale}
+        )
     out["memory"] = _memory_steps(ctx)
     out["toy"] = toy_run(ctx, loss="drsl", steps=3, P=2, K=2)
     return out
@@ -151,7 +153,7 @@ def _memory_steps(ctx: DistributedContext | None) -> dict:
             loss = data_parallel_loss(
                 fn, f, y[rows], angle_embeddings=g, gathered=gb, extra_references=mem.references()
             )
-            value = reduce_mean(loss)
+            value = reduce_means({"loss": loss})["loss"]
         opt.zero_grad()
         loss.backward()
         result = {"loss": value, "grads": _grads(model), "memory": len(mem)}

@@ -230,3 +230,54 @@ def test_smooth_ap_differs_from_pmls_by_the_anchor_counted_as_its_own_positive()
     with pytest.raises(ValueError, match="same number of elements"):
         pml_losses.SmoothAPLoss()(x[:-1], y[:-1])
     assert float(smooth_ap_loss(x[:-1], y[:-1])) >= 0  # any class sizes
+
+
+# the imbalance-aware baselines: PML's implementations agree with drsl's for PK batches
+MS_ARGS, CIRCLE_ARGS = {"alpha": 2.0, "beta": 50.0, "base": 0.5}, {"m": 0.25, "gamma": 256.0}
+
+
+def _pml_ms_and_circle():
+    ms = (pml_losses.MultiSimilarityLoss(**MS_ARGS), miners.MultiSimilarityMiner(epsilon=0.1))
+    return {"multi_similarity": ms, "circle": (pml_losses.CircleLoss(**CIRCLE_ARGS), None)}
+
+
+# circle's gamma = 256 scales every logit: float64 rounding of its log-sum-exp differs between
+# the two codes by about gamma ulps of the loss, so the tolerance scales with gamma
+TOLERANCE = {"multi_similarity": 1e-12, "circle": CIRCLE_ARGS["gamma"] * 1e-12}
+
+
+@pytest.mark.parametrize("name", ["multi_similarity", "circle"])
+@pytest.mark.parametrize(("seed", "P", "K"), [(0, 4, 3), (1, 3, 5), (2, 6, 2)])
+def test_multi_similarity_and_circle_equal_pml_on_a_batch(name, seed, P, K):
+    from drsl.losses import get_loss
+
+    pml, miner = _pml_ms_and_circle()[name]
+    x, y = pk_batch(seed, P=P, K=K)
+    assert_pml_parity(get_loss(name), pml, x, y, miner=miner, atol=TOLERANCE[name])
+
+
+@pytest.mark.parametrize("name", ["multi_similarity", "circle"])
+def test_multi_similarity_and_circle_equal_pml_with_references(name):
+    """drsl's retrieval set (the other batch rows and the references) is PML's ``ref_emb`` =
+    ``[batch; references]`` with the self pairs removed; the miner mines over the same set."""
+    from drsl.losses import get_loss
+
+    pml, miner = _pml_ms_and_circle()[name]
+    x, y = pk_batch(3, P=4, K=3)
+    ref, ref_y = pk_batch(4, P=4, K=3)
+    ref, ref_y = ref.detach(), ref_y + 2  # two identities shared with the batch, two new
+    every = torch.cat([y, ref_y])
+
+    def through_pml(e):
+        full = torch.cat([e, ref])
+        tup = miner(e, y, full, every) if miner is not None else None
+        tup = without_self(len(y), len(every), y, every) if tup is None else tup
+        return pml(
+            e, y, lmu.remove_self_comparisons(tup, torch.arange(len(y)), len(every)), full, every
+        )
+
+    fn = get_loss(name)
+    v_drsl, g_drsl = value_and_grad(lambda e: fn(e, y, ref_embeddings=ref, ref_labels=ref_y), x)
+    v_pml, g_pml = value_and_grad(through_pml, x)
+    assert abs(v_drsl - v_pml) <= TOLERANCE[name] and v_drsl > 0
+    np.testing.assert_allclose(g_drsl.numpy(), g_pml.numpy(), rtol=0, atol=TOLERANCE[name])

@@ -129,6 +129,26 @@ def test_generate_refuses_to_overwrite(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "mine", "s"]  # no lock files
 
 
+@pytest.mark.parametrize(
+    "where, words",
+    [("file", "is a file, not a folder"), ("file/sub", "cannot be created (Not a directory)")],
+)
+def test_drsl_data_that_is_not_a_usable_folder_is_named(tmp_path, monkeypatch, where, words):
+    """DRSL_DATA at a file gave '[Errno 17] File exists' without a word of DRSL_DATA."""
+    from drsl.config import data_dir
+
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setenv("DRSL_DATA", str(tmp_path / where))
+    for call in (data_dir, lambda: synth.ensure_dataset(fast=True, progress=False, **TINY)):
+        with pytest.raises(ValueError) as info:
+            call()
+        msg = str(info.value)
+        assert msg.startswith(f"DRSL_DATA={tmp_path / where} ") and words in msg, msg
+        assert "unset it" in msg
+    monkeypatch.setenv("DRSL_DATA", str(tmp_path / "new" / "data"))
+    assert data_dir() == tmp_path / "new" / "data" and data_dir().is_dir()
+
+
 def test_ensure_dataset_reuses_and_regenerates(tmp_path, monkeypatch):
     monkeypatch.setenv("DRSL_DATA", str(tmp_path))
     root = synth.ensure_dataset(fast=True, progress=False, **TINY)

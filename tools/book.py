@@ -83,9 +83,11 @@ class NotebookBar:
     def update(self):
         self.bar.update(1)
 
-    def close(self, note: str):
+    def close(self, note: str, *, done: bool = True):
         self.stop.set()
         self.thread.join()
+        if done:  # a cached notebook ran no cell here
+            self.bar.update(self.bar.total - self.bar.n)
         self.bar.set_postfix_str(note, refresh=False)
         self.bar.close()
 
@@ -106,7 +108,7 @@ def execute_all(
             run = executed(source, fast=fast, cache=cache, threads=threads, on_cell=bar.update)
         except CellExecutionError as err:
             lines = str(err).strip().splitlines()
-            bar.close(f"FAILED: {lines[-1] if lines else err!r}")
+            bar.close(f"FAILED: {lines[-1] if lines else err!r}", done=False)
             failed.append(source.name)
             continue
         bar.close(f"{'cached, ' if run.cached else ''}{run.seconds:.1f} s")
@@ -121,8 +123,10 @@ def execute_all(
     if failed:
         raise SystemExit(f"[book] failed: {', '.join(failed)} (see {cache}/*.kernel.log)")
     if url is None:
-        print("[book] no repository URL ([project.urls] Repository in pyproject.toml or "
-              "DRSL_REPOSITORY_URL): pages get a download link but no Binder/Colab links")
+        print(
+            "[book] no repository URL ([project.urls] Repository in pyproject.toml or "
+            "DRSL_REPOSITORY_URL): pages get a download link but no Binder/Colab links"
+        )
     return rows
 
 
@@ -211,15 +215,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--src", type=Path, default=ROOT / "build" / "book-src")
     parser.add_argument("--cache", type=Path, default=EXECUTED, help="executed notebooks")
     parser.add_argument(
-        "--threads", type=int, default=None, help="CPU threads per notebook kernel "
-        f"(default: {FULL_MODE_THREADS} in full mode, the environment's in fast mode)"
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads per notebook kernel "
+        f"(default: {FULL_MODE_THREADS} in full mode, the environment's in fast mode)",
     )
     args = parser.parse_args(argv)
     if args.threads is not None and args.threads < 1:
         parser.error(f"--threads must be at least 1, got {args.threads}")
-    return build_book(
-        args.out.resolve(), args.src.resolve(), args.cache.resolve(), threads=args.threads
-    )
+    try:
+        return build_book(
+            args.out.resolve(), args.src.resolve(), args.cache.resolve(), threads=args.threads
+        )
+    except (ValueError, FileNotFoundError) as err:  # a page's source is missing or out of step
+        print(f"[book] error: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

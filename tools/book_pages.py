@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import copy
 import pkgutil
-import tomllib
 import re
 import shutil
 from pathlib import Path
 
 import nbformat
-from course import ROOT, is_solution, title_of, without_widgets
+import tomllib
+from course import ROOT, is_solution, tags, title_of, without_widgets
 
 EXPLORER_NOTE = (
     '<p class="drsl-widget-note"><em>The interactive explorer runs in JupyterLab '
@@ -29,6 +29,9 @@ WIDGET_NOTE = (
     '<p class="drsl-widget-note"><em>An interactive widget: it runs in JupyterLab '
     "(<code>make course</code>).</em></p>"
 )
+# the text column of a notebook page at 1280 px (sphinx-book-theme, both sidebars shown); a cell
+# with a wider figure spans the page's margin too (the theme's ``full-width``: 136 % of it)
+COLUMN_PX = 688
 SHOW = "Show solution"
 SOLUTION_OPEN = f'<details class="drsl-solution">\n<summary>{SHOW}</summary>\n'
 SOLUTION_CLOSE = "</details>\n"
@@ -87,9 +90,29 @@ def with_solution_toggles(cells: list) -> list:
     return out
 
 
+def png_width(data: str) -> int:
+    """The pixel width of a base64 PNG (from its IHDR chunk)."""
+    import base64
+    import struct
+
+    return struct.unpack(">I", base64.b64decode(data[:44])[16:20])[0]
+
+
+def figure_width(cell) -> int:
+    """The widest figure of a code cell's outputs in CSS pixels (0 when it has none)."""
+    widths = [0]
+    for output in cell.get("outputs", []):
+        png = output.get("data", {}).get("image/png")
+        if png:
+            declared = output.get("metadata", {}).get("image/png", {}).get("width")
+            widths.append(int(declared) if declared else png_width(png))
+    return max(widths)
+
+
 def book_notebook(nb, stem: str = "", header: str = ""):
     """A copy of an executed notebook for the book: each exercise's solution (prose and code)
-    collapsed behind one "Show solution" toggle; progress bars static, other widget views a
+    collapsed behind one "Show solution" toggle; a cell with a figure wider than the column
+    tagged ``full-width``; progress bars static, other widget views a
     note (the explorer's own note only in the explorer notebook, ``stem``); ``header``
     (markdown: download and launch links) placed after the title cell."""
     note = EXPLORER_NOTE if stem and stem == explorer_stem() else WIDGET_NOTE
@@ -97,6 +120,8 @@ def book_notebook(nb, stem: str = "", header: str = ""):
     for cell in nb.cells:
         if cell.cell_type == "markdown":
             cell.source = display_math_blocks(cell.source)
+        elif figure_width(cell) > COLUMN_PX and "full-width" not in tags(cell):
+            cell.metadata["tags"] = [*tags(cell), "full-width"]
     cells = with_solution_toggles(nb.cells)
     if header:
         title = next((i for i, c in enumerate(cells) if c.cell_type == "markdown"), -1)
@@ -193,8 +218,12 @@ def launch_header(stem: str, download: str, url: str | None, branch: str = "main
     github = re.match(r"^https://github\.com/([^/]+/[^/]+)$", url or "")
     if github:
         repo, path = github.group(1), f"notebooks/{stem}.ipynb"
-        links.append(f"[Launch on Binder](https://mybinder.org/v2/gh/{repo}/{branch}?labpath={path})")
-        links.append(f"[Open in Colab](https://colab.research.google.com/github/{repo}/blob/{branch}/{path})")
+        links.append(
+            f"[Launch on Binder](https://mybinder.org/v2/gh/{repo}/{branch}?labpath={path})"
+        )
+        links.append(
+            f"[Open in Colab](https://colab.research.google.com/github/{repo}/blob/{branch}/{path})"
+        )
     return ":::{container} drsl-launch\n" + " \u00b7 ".join(links) + "\n:::\n"
 
 

@@ -115,8 +115,13 @@ def parse_market_name(name: str) -> tuple[int, int]:
 
 
 def _image_files(folder: Path) -> list[Path]:
+    """The image files of ``folder``; a symlink that resolves to nothing (broken, looping) is
+    kept, so that the image check counts it as unreadable instead of skipping it in silence."""
     return sorted(
-        p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+        p
+        for p in folder.iterdir()
+        if p.suffix.lower() in IMAGE_EXTENSIONS
+        and (p.is_file() or p.is_symlink() and not p.is_dir())
     )
 
 

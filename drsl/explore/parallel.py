@@ -30,7 +30,7 @@ from drsl.train.distributed import (
     current_context,
     data_parallel_loss,
     distributed,
-    reduce_mean,
+    reduce_means,
     wrap_model,
 )
 
@@ -182,7 +182,7 @@ def toy_run(
         opt.zero_grad()
         value.backward()
         opt.step()
-        losses.append(reduce_mean(value))
+        losses.append(reduce_means({"loss": value})["loss"])
     return {"world_size": ctx.world_size, "losses": losses, "weights": net[0].weight.detach()}
 
 

@@ -55,8 +55,8 @@ except ImportError as err:  # pragma: no cover - the course environment has PML
 
 from drsl.distances import pairwise_euclidean
 from drsl.losses import drsl_loss
-from drsl.losses._drsl_core import check_options, drsl_core, positive_targets
-from drsl.losses._kernel import DEFAULT_DELTA
+from drsl.losses._drsl_core import drsl_core, positive_targets
+from drsl.losses.drsl_options import DEFAULT_DELTA, check_options
 
 __all__ = ["DRSLoss", "register_with_cross_batch_memory"]
 

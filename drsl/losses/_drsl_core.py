@@ -16,11 +16,10 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from drsl.distances import indexed_cosine
+from drsl.distances import indexed_cosine, unit_rows
 
 from ._common import Pairs, check_batch, compute_dtype
 from ._kernel import (
-    SMOOTHINGS,
     BlockPlan,
     StepSums,
     block,
@@ -31,7 +30,6 @@ from ._kernel import (
 
 __all__: list[str] = []  # private module
 
-GRADIENTS = ("smooth", "identity")
 SLOT_TERMS = ("rank", "rank_pos", "n_fp", "l_rank", "l_sort", "l_sort_target")
 
 
@@ -181,28 +179,6 @@ def drsl_core(d, t_pos, pairs: Pairs, delta, smoothing, sort_weight, gradient) -
     return drsl_smooth(d, t_pos, pairs, smoothing, delta, sort_weight, sort_weight != 0)["loss"]
 
 
-def check_options(delta: float, smoothing: str, sort_weight: float, gradient: str) -> None:
-    """One-line ValueErrors for DRSL's options."""
-    if smoothing not in SMOOTHINGS:
-        raise ValueError(f"smoothing must be one of {SMOOTHINGS}, got {smoothing!r}")
-    if gradient not in GRADIENTS:
-        raise ValueError(f"gradient must be one of {GRADIENTS}, got {gradient!r}")
-    if smoothing != "hard" and not delta > 0:
-        raise ValueError(f"delta must be > 0, got {delta!r}")
-    if not sort_weight >= 0:
-        raise ValueError(f"sort_weight must be >= 0, got {sort_weight!r}")
-
-
-def unit_rows(x: Tensor, eps: float = 1e-8) -> Tensor:
-    # rows to unit length after dividing by a power of two near their largest entry (exact),
-    # the rule of drsl.distances.indexed_cosine, so huge or tiny rows neither overflow nor vanish
-    m = x.abs().amax(dim=1, keepdim=True)
-    ok = torch.isfinite(m) & (m > 0)
-    scale = torch.ldexp(torch.ones_like(m), torch.frexp(torch.where(ok, m, 1.0)).exponent)
-    xs = x / scale
-    return xs / xs.norm(dim=1, keepdim=True).clamp_min(eps)
-
-
 def positive_targets(g: Tensor, g_ref: Tensor | None, pairs: Pairs) -> Tensor:
     """``t[a, p] = (1 + cos(g_a, g_i)) / 2`` for the positives ``i = pos_index[a, p]`` (B x P)."""
     with torch.no_grad():
@@ -226,15 +202,16 @@ def angle_inputs(x, z, angle_embeddings, ref_angle_embeddings):
     """The (detached, compute-dtype) angle embeddings of the batch and of the references."""
     g = x if angle_embeddings is None else angle_embeddings
     if not isinstance(g, Tensor) or g.dim() != 2 or g.shape[0] != x.shape[0]:
-        raise ValueError(
-            f"angle_embeddings must be B x D' with B = {x.shape[0]}, got {tuple(g.shape)}"
-        )
+        got = tuple(g.shape) if isinstance(g, Tensor) else type(g).__name__
+        raise ValueError(f"angle_embeddings must be B x D' with B = {x.shape[0]}, got {got}")
     g = g.detach().to(device=x.device, dtype=x.dtype)
     if z is None:
-        if ref_angle_embeddings is not None and ref_angle_embeddings.shape[0] > 0:
+        if ref_angle_embeddings is not None and len(ref_angle_embeddings) > 0:
             raise ValueError("ref_angle_embeddings given without ref_embeddings and ref_labels")
         return g, None
     gr = z if ref_angle_embeddings is None else ref_angle_embeddings
+    if not isinstance(gr, Tensor):
+        raise ValueError(f"ref_angle_embeddings must be a tensor, got {type(gr).__name__}")
     if gr.dim() != 2 or gr.shape[0] != z.shape[0] or gr.shape[1] != g.shape[1]:
         raise ValueError(
             f"ref_angle_embeddings must be R x D' with R = {z.shape[0]}, D' = {g.shape[1]}, "

@@ -84,7 +84,22 @@ def _check_common(max_rank: int, ap_mode: str, chunk_size: int | None) -> None:
 
 
 def _as_distances(distmat: ArrayLike) -> Tensor:
-    d = distmat if isinstance(distmat, Tensor) else torch.as_tensor(np.asarray(distmat))
+    if isinstance(distmat, Tensor):
+        d = distmat
+    else:
+        try:
+            a = np.asarray(distmat)
+        except ValueError:  # rows of different lengths
+            a = np.asarray(None)
+        if a.dtype.kind not in "biuf":  # str, object (None, ragged lists), dates...
+            raise ValueError(
+                f"distmat must be a num_query x num_gallery array or tensor of numbers, got "
+                f"{type(distmat).__name__}"
+                + (f" of dtype {a.dtype}" if a.dtype.kind != "O" else "")
+            )
+        d = torch.as_tensor(a)
+    if d.is_meta:
+        raise ValueError("distmat is on the 'meta' device (no values): pass real distances")
     d = d.detach()
     if d.dim() != 2:
         raise ValueError(f"distmat must be 2-D (num_query x num_gallery), got {tuple(d.shape)}")

@@ -21,7 +21,7 @@ from drsl.train.distributed.context import (
     broadcast_object,
     current_context,
     distributed,
-    reduce_mean,
+    main_first,
     reduce_means,
     sync_buffers,
     unwrap_model,
@@ -32,7 +32,6 @@ from drsl.train.distributed.gather import (
     GatheredBatch,
     data_parallel_loss,
     gather_batch,
-    gather_references,
 )
 
 __all__ = [
@@ -42,15 +41,14 @@ __all__ = [
     "GatheredBatch",
     "distributed",
     "current_context",
+    "main_first",
     "wrap_model",
     "unwrap_model",
     "barrier",
     "broadcast_object",
     "all_gather_object",
-    "reduce_mean",
     "reduce_means",
     "sync_buffers",
     "gather_batch",
-    "gather_references",
     "data_parallel_loss",
 ]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -209,6 +209,30 @@ def current_context(device: str | torch.device | None = None) -> DistributedCont
     return DistributedContext(rank, world, local, _pick_device(device, local), dist.get_backend())
 
 
+def main_first(ctx: DistributedContext, fn: Callable[[], Any]) -> Any:
+    """``fn()`` on rank 0, its result (or its exception) broadcast to every rank.
+
+    An error on rank 0 (a damaged checkpoint, a locked folder) is raised on every rank instead
+    of leaving the others waiting at the next collective. In one process: ``fn()``.
+
+    Example:
+        >>> main_first(DistributedContext(), lambda: 7)
+        7
+    """
+    if not ctx.is_distributed:
+        return fn()
+    outcome: tuple[bool, Any] = (True, None)
+    if ctx.is_main:
+        try:
+            outcome = (True, fn())
+        except Exception as err:  # noqa: BLE001 - re-raised on every rank below
+            outcome = (False, err)
+    ok, value = broadcast_object(outcome)
+    if not ok:
+        raise value
+    return value
+
+
 def wrap_model(
     model: nn.Module,
     ctx: DistributedContext,
@@ -299,16 +323,6 @@ def all_gather_object(obj: Any) -> list[Any]:
     out: list[Any] = [None] * world
     dist.all_gather_object(out, obj)
     return out
-
-
-def reduce_mean(value: Tensor | float) -> float:
-    """The mean of one number over the ranks (every rank must call it); see :func:`reduce_means`.
-
-    Example:
-        >>> reduce_mean(torch.tensor(0.25))
-        0.25
-    """
-    return reduce_means({"value": value})["value"]
 
 
 def reduce_means(values: Mapping[str, Tensor | float]) -> dict[str, float]:
