@@ -96,13 +96,14 @@ def _neighbours(x: Tensor, nq: int, k: int, lam: float, chunk: int, out: Tensor)
     row_max = torch.empty(n, dtype=torch.float64)
     for start, block in chunked_euclidean(x, x, chunk_size=chunk):
         rows = torch.arange(start, start + block.shape[0])
-        d2 = block.double().square_()
-        d2[rows - start, rows] = 0.0  # an item is at distance 0 from itself
-        row_max[rows] = d2.amax(1)
-        nn[start : start + block.shape[0]] = _nearest(d2, k).numpy()
+        block[rows - start, rows] = 0.0  # an item is at distance 0 from itself
+        # squaring into float64 is exact and monotone (a float32 square needs 48 bits): the
+        # neighbours and maxima of the block are those of the squares, found at half the bytes
+        row_max[rows] = block.amax(1).double().square_()
+        nn[start : start + block.shape[0]] = _nearest(block, k).numpy()
         q = rows < nq
         if bool(q.any()):
-            d = d2[q, nq:] / row_max[rows[q], None]
+            d = block[q, nq:].double().square_() / row_max[rows[q], None]
             out[rows[q]] = (d * lam).to(out.dtype)
     return nn, row_max
 
