@@ -8,6 +8,8 @@
   ``<name>.tmp-<pid>`` and ``os.replace`` it into place, so a reader never sees half of it.
 - :func:`remove_stale_temps`: delete ``*.tmp-<pid>`` siblings whose process is gone.
 - :func:`append_csv_rows`: append rows to a results CSV that several processes share.
+- :class:`WriteError`: a write that failed (a full disk, a quota, a read-only or failing disk),
+  in one line naming the file and what was kept.
 
 Temporary names always end in ``.tmp-<pid>`` (or ``.old-<pid>``), so :func:`remove_stale_temps`
 can tell a temp of a live writer from the leftovers of a killed one.
@@ -18,7 +20,9 @@ POSIX only (``fcntl``), like the rest of the package's multiprocessing.
 from __future__ import annotations
 
 import csv
+import errno
 import fcntl
+import io
 import os
 import re
 import shutil
@@ -29,6 +33,7 @@ from pathlib import Path
 
 __all__ = [
     "FolderLockedError",
+    "WriteError",
     "lock_folder",
     "lock_path",
     "atomic_write",
@@ -50,6 +55,44 @@ class FolderLockedError(RuntimeError):
         super().__init__(
             f"{what} {path} is in use by {holder}; wait for it to finish or choose another folder"
         )
+
+
+class WriteError(OSError):
+    """A file could not be written (disk full, quota, read-only or failing disk): one line
+    naming the file, the reason and what was kept.
+
+    Args:
+        path (Path): the file. reason (str): why, in words. kept (str): what is on disk now.
+        code (int, optional): the system's error number (``errno``).
+    """
+
+    def __init__(self, path: Path, reason: str, kept: str, code: int | None = None):
+        super().__init__(
+            f"could not write {path} ({reason}); {kept}; free some space and run the same "
+            "command again"
+        )
+        self.path, self.reason, self.kept, self.errno = Path(path), reason, kept, code
+
+
+#: system errors of a write that mean "the disk cannot take it", not a bug of the caller
+_DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO}
+
+
+def _write_failure(path: Path, err: BaseException, kept: str) -> WriteError | None:
+    """The :class:`WriteError` for ``err`` raised while writing ``path`` (None: not a disk error).
+
+    torch's zip writer reports a short write as ``RuntimeError: [enforce fail at
+    inline_container.cc...] unexpected pos``; it is a write failure too.
+    """
+    if isinstance(err, WriteError):
+        return err
+    if isinstance(err, OSError) and err.errno in _DISK_ERRORS:
+        reason, code = os.strerror(err.errno).lower(), err.errno
+    elif isinstance(err, RuntimeError) and "inline_container" in str(err):
+        reason, code = "the file could not be finished: is the disk full?", None
+    else:
+        return None
+    return WriteError(path, reason, kept, code)
 
 
 def lock_path(path: str | Path) -> Path:
@@ -222,8 +265,12 @@ def atomic_write(path: str | Path, write_fn: Callable[[Path], object]) -> Path:
         if not tmp.exists():
             raise FileNotFoundError(f"atomic_write: write_fn wrote nothing to {tmp}")
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         _remove(tmp)
+        kept = "the previous version is kept" if path.exists() else "nothing was written there"
+        failure = _write_failure(path, err, kept)
+        if failure is not None and failure is not err:
+            raise failure from None
         raise
     return path
 
@@ -310,14 +357,26 @@ def append_csv_rows(
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", newline="") as fh:
+
+    def text(header: bool) -> bytes:
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=fields, lineterminator=lineterminator)
+        if header:
+            w.writeheader()
+        w.writerows(rows)
+        return buf.getvalue().encode("utf-8")
+
+    with open(path, "ab", buffering=0) as fh:  # unbuffered: a failed write leaves nothing behind
         fcntl.flock(fh, fcntl.LOCK_EX)
+        start = os.lseek(fh.fileno(), 0, os.SEEK_END)
         try:
-            w = csv.DictWriter(fh, fieldnames=fields, lineterminator=lineterminator)
-            if fh.tell() == 0:
-                w.writeheader()
-            w.writerows(rows)
-            fh.flush()
+            view = memoryview(text(header=start == 0))
+            while view:
+                view = view[fh.write(view) :]
             os.fsync(fh.fileno())
+        except OSError as err:  # no half row: cut the file back to the rows it had
+            os.ftruncate(fh.fileno(), start)
+            failure = _write_failure(path, err, "its earlier rows are kept")
+            raise (failure or err) from None
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)

@@ -27,7 +27,7 @@ workers can share the grid and a stopped one is taken over by the next: start on
 
 and run the same command again after an interruption (only the runs in flight are lost).
 ``python experiments/imbalance.py status`` counts what is done, ``plot`` redraws the figures,
-``table`` prints the README's tables (also ``python -m drsl imbalance ...``).
+``table`` prints the README's tables.
 
 Reference: the paper's imbalance claim (abstract); spec ``drsl-loss.md``, "Why it suits
 imbalance" and "Beyond the batch" (the memory).
@@ -118,10 +118,16 @@ def tables(metric: str = "mAP", phase: str = "final") -> str:
 
 
 def grid() -> dict:
-    """``configs/imbalance/grid.toml``."""
+    """``configs/imbalance/grid.toml`` (a missing or invalid file: ValueError naming it)."""
     import tomllib
 
-    return tomllib.loads((CONFIGS / "grid.toml").read_text())
+    path = CONFIGS / "grid.toml"
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"grid file not found: {path} (pass --configs FOLDER)") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not valid TOML: {err}") from None
 
 
 @dataclass(frozen=True)
@@ -316,6 +322,7 @@ def execute(run: Run, fit, test) -> None:
     rows.append(_metrics_row(run, "val", val, seconds, fit.fingerprint))
     if run.phase in ("final", "long"):  # the one look at the test split
         rows.append(_metrics_row(run, "test", evaluate(net, test), seconds, fit.fingerprint))
+    curve = _new_curve_rows(curve)
     if curve:
         append_rows(CURVES, curve, CURVE_FIELDS)
     append_rows(ROWS, rows, FIELDS)
@@ -325,6 +332,13 @@ def execute(run: Run, fit, test) -> None:
         f"({time.perf_counter() - t0:.0f} s)",
         flush=True,
     )
+
+
+def _new_curve_rows(curve: list[dict]) -> list[dict]:
+    """The rows of ``curve`` not yet in the curves file: a worker killed between a run's curve
+    and its result rows wrote the curve already, and the run is done again."""
+    have = {(*(r[k] for k in KEY), r["step"]) for r in _read(CURVES)}
+    return [c for c in curve if (*(str(c[k]) for k in KEY), str(c["step"])) not in have]
 
 
 def _try(run: Run, fit, test) -> bool:
@@ -427,10 +441,22 @@ def status() -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("command", choices=("run", "status", "plot", "table"))
-    ap.add_argument("--max-runs", type=int, default=None, help="stop after this many runs")
+    ap.add_argument(
+        "--max-runs", type=_positive, default=None, help="stop after this many runs (>= 1)"
+    )
     ap.add_argument("--phase", default="final", choices=("final", "long"), help="table: which")
     ap.add_argument("--configs", type=Path, default=CONFIGS, help="folder of base/grid.toml")
     ap.add_argument("--results", type=Path, default=RESULTS, help="folder of the CSVs")
@@ -448,4 +474,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from drsl.cli import main as drsl_main  # the one error policy: one line, exit 2 / 130
+
+    sys.exit(drsl_main(command=main))

@@ -277,4 +277,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from drsl.cli import main as drsl_main  # the one error policy: one line, exit 2 / 130
+
+    sys.exit(drsl_main(command=main))

@@ -21,7 +21,6 @@ repeated alone with ``python -m drsl train --config configs/sweep/p32_k4.toml --
 Usage::
 
     python experiments/sweep.py                    # run what is missing, then plot
-    python -m drsl sweep --max-runs 10             # the same, through the drsl command line
     python experiments/sweep.py --max-runs 10      # ten more runs
     python experiments/sweep.py --plot-only        # redraw the figure and the table
 
@@ -244,4 +243,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from drsl.cli import main as drsl_main  # the one error policy: one line, exit 2 / 130
+
+    sys.exit(drsl_main(command=main))

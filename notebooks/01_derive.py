@@ -107,9 +107,11 @@ plt.show()
 # pessimistically, as in RS Loss), every positive $i$ has a rank among all items and a rank
 # among the positives:
 #
-# $$\mathrm{rank}(i) = 1 + \sum_{j \in P_a \cup N_a} H(s_j - s_i), \quad
-#   \mathrm{rank}^+(i) = 1 + \sum_{j \in P_a} H(s_j - s_i), \quad
-#   N_{FP}(i) = \sum_{j \in N_a} H(s_j - s_i).$$
+# $$\begin{aligned}
+#   \mathrm{rank}(i) &= 1 + \sum_{j \in P_a \cup N_a} H(s_j - s_i), \\
+#   \mathrm{rank}^+(i) &= 1 + \sum_{j \in P_a} H(s_j - s_i), \\
+#   N_{FP}(i) &= \sum_{j \in N_a} H(s_j - s_i).
+# \end{aligned}$$
 #
 # The precision at positive $i$ is $\mathrm{rank}^+(i) / \mathrm{rank}(i)$ and AP is its mean
 # over the positives. One minus the precision is the **ranking error**

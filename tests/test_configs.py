@@ -42,7 +42,7 @@ def test_every_config_file_reads(path):
 def test_shipped_checkpoint_configs(name):
     """configs/<name>.toml is exactly the config stored in data/checkpoints/<name>.pt, and it
     runs as train_checkpoints.sh ran it (one CPU thread into runs/ckpt_<name>)."""
-    ck = torch.load(repo_root() / f"data/checkpoints/{name}.pt", weights_only=False)
+    ck = torch.load(repo_root() / f"data/checkpoints/{name}.pt", weights_only=True)
     assert _cfg(CONFIGS / f"{name}.toml").to_dict() == ck["config"]
     argv = ["train", "--config", str(CONFIGS / f"{name}.toml")]
     cfg, run = resolve_train(build_parser().parse_args(argv))
@@ -112,3 +112,54 @@ def test_sweep_cells_are_the_sweeps_runs():
         got = TrainConfig(**{**read_config(sweep.cell_file(P, K))["train"], "loss": "ce+drsl",
                              "seed": 1})  # fmt: skip
         assert got == want, (P, K)
+
+
+@pytest.mark.parametrize(
+    "run, words",
+    [
+        ('threads = "x"', ["threads must be int"]),
+        ("threads = 1.5", ["threads must be int"]),
+        ("threads = 0", ["threads must be >= 1"]),
+        ("threads = true", ["threads must be int"]),
+        ("out = 123", ["out must be str"]),
+        ('out = ["a", "b"]', ["out must be str"]),
+        ("data = 5", ["data must be str"]),
+        ('fast = "no"', ["fast must be bool", "without quotes"]),
+        ("fast = 0", ["fast must be bool"]),
+        ('device = ""', ["device must not be empty"]),
+        ("world_size = -2", ["world_size must be >= 1"]),
+    ],
+)
+def test_run_table_values_are_typed(tmp_path, run, words):
+    """Every [run] key has a type; a quoted "no" is not taken for true (it trained the small
+    set without a word), and a wrong type is one line naming the file and the key."""
+    f = tmp_path / "c.toml"
+    f.write_text(f"P = 8\n[run]\n{run}\n")
+    with pytest.raises(ConfigFileError) as info:
+        read_config(f)
+    msg = str(info.value)
+    assert "c.toml" in msg and "\n" not in msg, msg
+    for w in words:
+        assert w in msg, msg
+
+
+def test_run_must_be_a_table(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text('run = "fast"\n')
+    with pytest.raises(ConfigFileError, match=r"run must be a table"):
+        read_config(f)
+
+
+def test_run_table_of_the_right_types_reads(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text('[run]\nout = "runs/x"\ndata = "d"\nfast = false\ndevice = "cpu"\nthreads = 2\n')
+    assert read_config(f)["run"] == {"out": "runs/x", "data": "d", "fast": False,
+                                     "device": "cpu", "threads": 2}  # fmt: skip
+
+
+@pytest.mark.parametrize("seed, words", [(-1, "seed must be an integer >= 0"),
+                                         (2**32, "seed must be < 2**32")])  # fmt: skip
+def test_seed_out_of_range_is_refused_before_any_work(seed, words):
+    """--seed=-1 used to pass, write config.toml and fail seconds later in numpy's seeding."""
+    with pytest.raises(ValueError, match=words.replace("*", r"\*")):
+        resolve_train(build_parser().parse_args(["train", f"--seed={seed}"]))

@@ -350,3 +350,21 @@ def test_bad_msmt_line_and_missing_list(tmp_path):
 def test_bad_split_name(market):
     with pytest.raises(ValueError, match="split must be"):
         load_market1501(market).arrays("val")
+
+
+def test_symlinks_that_resolve_to_nothing_are_counted_as_bad_images(market, capsys):
+    """A broken or looping symlink named like an image was skipped in silence ("11 images, 0
+    unreadable"); it is an image the set claims to have, so it is a bad one."""
+    train = market / "bounding_box_train"
+    (train / "0020_c1s1_000001_01.jpg").symlink_to(market / "elsewhere.jpg")
+    loop = train / "0021_c1s1_000001_01.jpg"
+    loop.symlink_to(loop)
+    (train / "0022_c1s1_000001_01.jpg").symlink_to(train / "0002_c1s1_000451_03.jpg")  # fine
+    assert main(["--check", str(market)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == f"{market}: 14 images, 2 unreadable"
+    broken = train / "0020_c1s1_000001_01.jpg"
+    assert f"{broken}: a symlink to nothing ({market / 'elsewhere.jpg'})" in out
+    assert f"{loop}: a symlink loop" in out
+    with pytest.raises(BadImageError, match="1 other image is bad too"):
+        load_dataset(market, check_images=True)

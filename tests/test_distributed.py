@@ -15,16 +15,16 @@ import pytest
 import torch
 from torch import nn
 
+from drsl.explore.parallel import launch, toy_run
 from drsl.losses import cross_entropy_label_smooth, get_loss
 from drsl.train.distributed import (
     NORMALISERS,
     DistributedContext,
     GatheredBatch,
     data_parallel_loss,
+    distributed,
     gather_batch,
-    launch,
     reduce_mean,
-    toy_run,
     unwrap_model,
     wrap_model,
 )
@@ -258,10 +258,11 @@ def test_bad_environment_fails_with_one_line(env, match):
 
 
 def test_init_without_master_address_says_how_to_launch():
-    from drsl.train.distributed import init_distributed
-
-    with pytest.raises(ValueError, match="MASTER_ADDR, MASTER_PORT unset: launch with torchrun"):
-        init_distributed("cpu", environ={"RANK": "0", "WORLD_SIZE": "2"})
+    with (
+        pytest.raises(ValueError, match="MASTER_ADDR, MASTER_PORT unset: launch with torchrun"),
+        distributed("cpu", environ={"RANK": "0", "WORLD_SIZE": "2"}),
+    ):
+        pass
 
 
 def test_gathered_batch_references_counts_and_scale():

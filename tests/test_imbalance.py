@@ -331,13 +331,13 @@ def test_runner_tunes_on_validation_then_scores_each_final_run_once_on_test(tmp_
     assert imb.main(["run", *paths]) == 0  # all done: nothing added
     assert len(pd.read_csv(tmp_path / "res/imbalance.csv")) == len(rows)
     out = subprocess.run(
-        [sys.executable, "-m", "drsl", "imbalance", "status", *paths],
+        [sys.executable, "experiments/imbalance.py", "status", *paths],
         capture_output=True,
         text=True,
         check=True,
         cwd=ROOT,
     ).stdout
-    assert "tune: 8 / 8 runs" in out and "long: 1 / 1 runs" in out  # through the one CLI
+    assert "tune: 8 / 8 runs" in out and "long: 1 / 1 runs" in out  # the script itself
     table = imb.tables()
     assert "| 4x2 (1:6) [32] |" in table and "| 8x2 + memory 64 (1:" in table
     assert "| chosen lr (validation) | " + f"{chosen[('drsl', True)]:g} |" in table
@@ -355,3 +355,46 @@ def test_readme_tables_are_computed_from_the_committed_csvs():
     assert len(tables) == 3
     for table in tables:
         assert table in readme, table.splitlines()[2]
+
+
+def test_a_kill_between_a_runs_curve_and_its_result_adds_no_curve_row_twice(tmp_path, monkeypatch):
+    """The curve is written before the result rows; a worker killed between the two leaves the
+    run open, and the next worker runs it again: its curve rows must not be appended twice."""
+    import drsl.train
+
+    imb = _runner()
+    imb.set_paths(ROOT / "configs/imbalance", tmp_path / "res", tmp_path / "work")
+    run = imb.Run("tune", 4, 2, 0, "drsl", True, 0.002, 0, 256)
+    history = {"train": [], "eval": [{"step": s, "epoch": s, "mAP": 0.5, "R1": 0.5,
+                                      "mINP": 0.2} for s in (1, 2)]}  # fmt: skip
+    fake = type("Res", (), {"model": torch.nn.Linear(2, 2), "seconds": 1.0, "history": history,
+                            "metrics": {"mAP": 0.5, "R1": 0.5, "mINP": 0.2}})  # fmt: skip
+    monkeypatch.setattr(drsl.train, "train", lambda *a, **kw: fake)
+    real = imb.append_rows
+
+    def killed_at_the_results(path, rows, fields):
+        if path == imb.ROWS:
+            raise KeyboardInterrupt
+        real(path, rows, fields)
+
+    fit = make_random_data(num_ids=4, per_id=2)
+    monkeypatch.setattr(imb, "append_rows", killed_at_the_results)
+    with pytest.raises(KeyboardInterrupt):
+        imb.execute(run, fit, None)
+    assert run.key() not in imb.done()
+    monkeypatch.setattr(imb, "append_rows", real)
+    imb.execute(run, fit, None)
+    assert run.key() in imb.done()
+    curves = pd.read_csv(tmp_path / "res/imbalance_curves.csv")
+    assert list(curves["step"]) == [1, 2]
+
+
+def test_grid_errors_name_the_file_and_max_runs_must_be_positive(tmp_path):
+    imb = _runner()
+    (tmp_path / "grid.toml").write_text("val_ids = 16\ncells = [[4, 2\n")
+    with pytest.raises(ValueError, match=r"grid\.toml is not valid TOML") as info:
+        imb.main(["status", "--configs", str(tmp_path), "--results", str(tmp_path / "r")])
+    assert str(tmp_path / "grid.toml") in str(info.value)
+    with pytest.raises(SystemExit) as code:
+        imb.main(["run", "--max-runs", "-1", "--configs", str(tmp_path)])
+    assert code.value.code == 2

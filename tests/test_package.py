@@ -15,6 +15,7 @@ PKG = Path(drsl.__file__).resolve().parent
 # metrics and data import neither losses nor train; plotting and widgets are leaves)
 FORBIDDEN = {
     "fsutil": {"distances", "losses", "gradcheck", "metrics", "data", "models", "train"},
+    "signals": {"distances", "losses", "gradcheck", "metrics", "data", "models", "train"},
     "config": {"distances", "losses", "gradcheck", "metrics", "data", "models", "train"},
     "distances": {"losses", "gradcheck", "metrics", "data", "models", "train"},
     "losses": {"metrics", "data", "models", "train", "gradcheck"},

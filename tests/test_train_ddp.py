@@ -25,9 +25,10 @@ import pytest
 import torch
 from torch import nn
 
+from drsl.explore.parallel import launch
 from drsl.models import ReIDOutput
 from drsl.train import CheckpointError, TrainConfig, build_criterion, make_random_data, train
-from drsl.train.distributed import DistributedContext, launch, unwrap_model, wrap_model
+from drsl.train.distributed import DistributedContext, unwrap_model, wrap_model
 from drsl.train.step import train_step
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -221,8 +222,8 @@ def test_two_process_resume_is_exact_and_records_the_world_size(two_processes):
     run = tmp / "ref"
     assert json.loads((run / "metrics.json").read_text())["world_size"] == 2
     assert "world_size = 2" in (run / "config.toml").read_text()
-    assert torch.load(run / "model.pt", weights_only=False)["world_size"] == 2
-    state = torch.load(run / "last.pt", weights_only=False)
+    assert torch.load(run / "model.pt", weights_only=True)["world_size"] == 2
+    state = torch.load(run / "last.pt", weights_only=True)
     assert state["world_size"] == 2 and len(state["rng"]) == 2 and len(state["memory"]["labels"])
 
 

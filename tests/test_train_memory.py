@@ -51,7 +51,7 @@ def test_resume_with_a_memory_gives_bit_identical_weights(tmp_path, data, loss):
     for k, v in ref.model.state_dict().items():
         assert torch.equal(res.model.state_dict()[k], v), k
     assert res.history == ref.history
-    state = torch.load(tmp_path / "b" / "last.pt", weights_only=False)
+    state = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
     assert len(state["memory"]["labels"]) == 10  # full: the FIFO keeps the last 10 rows
 
 

@@ -141,7 +141,7 @@ def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, d
         train(cfg, data, out_dir=tmp_path, progress=False)
     msg = str(err.value)
     bad = int(re.search(r"at step (\d+)", msg).group(1))
-    state = torch.load(tmp_path / "last.pt", weights_only=False)
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
     assert state["step"] == bad - 1  # the step before the bad loss, nothing after it
     assert all(math.isfinite(r["loss"]) for r in state["history"]["train"])
     assert "last good checkpoint" in msg and "lower the learning rate" in msg

@@ -9,6 +9,7 @@ Re-exported by :mod:`drsl.data.datasets`.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -33,6 +34,10 @@ def _reason(path, err: BaseException) -> str:
     """A few words for what PIL (or the OS) said about ``path``."""
     from PIL import UnidentifiedImageError
 
+    if os.path.islink(path) and not os.path.exists(path):  # broken or looping
+        if isinstance(err, OSError) and err.errno == errno.ELOOP:
+            return "a symlink loop"
+        return f"a symlink to nothing ({os.readlink(path)})"
     if isinstance(err, FileNotFoundError):
         return "missing"
     if isinstance(err, IsADirectoryError):

@@ -320,6 +320,7 @@ def drsl_form(
     smoothing: str = "linear",
     sort_weight: float = 1.0,
     gradient: str = "smooth",
+    ref_role: str = "all",
 ) -> MatrixForm:
     """:func:`drsl_loss` split at its ``B x (B + R)`` distance matrix (same arguments)."""
     check_options(delta, smoothing, sort_weight, gradient)
@@ -328,7 +329,7 @@ def drsl_form(
     dtype = compute_dtype(embeddings.dtype)
     x = embeddings.to(dtype)
     z = None if ref is None else ref.to(dtype)
-    pairs = Pairs(labels, ref_labels)
+    pairs = Pairs(labels, ref_labels, ref_role)
     # s_j = -d[a, j] = -||f_a - f_j|| over the batch, then the references
     d = with_refs(pairwise_euclidean(x), lambda: pairwise_euclidean(x, z), z is not None)
     check_finite(d, embeddings=embeddings, ref_embeddings=ref)
@@ -347,7 +348,7 @@ def drsl_form(
         sort_weight=sort_weight,
         gradient=gradient,
     )
-    return MatrixForm(d, core, pairs.labels, pairs.items)
+    return MatrixForm(d, core, pairs.labels, pairs.items, pairs.pos_items)
 
 
 @full_precision
@@ -363,6 +364,7 @@ def drsl_loss(
     smoothing: str = "linear",
     sort_weight: float = 1.0,
     gradient: str = "smooth",
+    ref_role: str = "all",
 ) -> Tensor:
     """DRSL: rank every positive ahead of the negatives by distance, sort positives by angle.
 
@@ -402,6 +404,10 @@ def drsl_loss(
         gradient (str): ``"smooth"`` (default: autograd through ``H``) or ``"identity"`` (RS
             Loss's error-driven update on the scores, chained to the embeddings by autograd).
             Both give the same loss value.
+        ref_role (str): ``"all"`` (default) or ``"negatives"``: a reference sharing the
+            anchor's label is left out of that anchor's retrieval set, neither positive nor
+            negative (spec "Negatives-only references"); also an ``R`` bool mask of such
+            references.
 
     Returns:
         Tensor: 0-d loss, float32 (float64 for float64 embeddings; half-precision inputs are
@@ -438,6 +444,7 @@ def drsl_loss(
         smoothing=smoothing,
         sort_weight=sort_weight,
         gradient=gradient,
+        ref_role=ref_role,
     )
     return form.loss()
 
@@ -484,9 +491,11 @@ class DRSLoss(nn.Module):
         ref_embeddings: Tensor | None = None,
         ref_labels: Tensor | None = None,
         ref_angle_embeddings: Tensor | None = None,
+        ref_role: str = "all",
     ) -> Tensor:
         """Args: embeddings (B x D), labels (B), angle_embeddings (B x D', optional),
-        ref_embeddings (R x D), ref_labels (R), ref_angle_embeddings (R x D'), all optional.
+        ref_embeddings (R x D), ref_labels (R), ref_angle_embeddings (R x D'), all optional;
+        ref_role (``"all"`` or ``"negatives"``, see :func:`drsl_loss`).
 
         Returns: Tensor, the 0-d loss.
         """
@@ -501,6 +510,7 @@ class DRSLoss(nn.Module):
             smoothing=self.smoothing,
             sort_weight=self.sort_weight,
             gradient=self.gradient,
+            ref_role=ref_role,
         )
 
     def extra_repr(self) -> str:

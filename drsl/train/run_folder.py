@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from drsl.fsutil import atomic_write, lock_folder, remove_stale_temps
+from drsl.fsutil import WriteError, atomic_write, lock_folder, remove_stale_temps
 from drsl.train.checkpoint import TrainResult, atomic_save, save_model
 from drsl.train.config import TrainConfig, config_to_toml
 
@@ -92,7 +92,10 @@ class RunFolder:
         """Write ``last.pt`` (the resume state), then the logs that match it."""
         if not self.writer:
             return
-        atomic_save(snapshot, self.state_path)
+        try:
+            atomic_save(snapshot, self.state_path)
+        except WriteError as err:  # say which step a resume starts from
+            raise WriteError(err.path, err.reason, self.kept_message(), err.errno) from None
         self.saved_step = int(snapshot["step"])
         self.write_logs(history, extra)
 

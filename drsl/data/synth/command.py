@@ -151,10 +151,11 @@ def build_parser(prog: str = "python -m drsl.data.synth") -> argparse.ArgumentPa
 def main(argv: list[str] | None = None) -> int:
     """``python -m drsl.data.synth``: draw a synthetic set (see ``--help``).
 
-    User errors are one line on stderr with exit status 2; Ctrl-C leaves no partial set
-    (exit 130).
+    User errors are one line on stderr with exit status 2; Ctrl-C (exit 130) and SIGTERM
+    (exit 143) leave no partial set and no lock, in one line.
     """
     from drsl.fsutil import FolderLockedError
+    from drsl.signals import TERMINATED_STATUS, Terminated, sigterm_as_interrupt
 
     parser = build_parser()
     args = vars(parser.parse_args(argv))
@@ -168,10 +169,12 @@ def main(argv: list[str] | None = None) -> int:
         config = make_config(
             FAST if fast else DEFAULT, **{k: v for k, v in args.items() if v is not None}
         )
-        return synth_command(config, out, force=force, verify=verify, progress=not quiet)
+        with sigterm_as_interrupt():
+            return synth_command(config, out, force=force, verify=verify, progress=not quiet)
     except (ValueError, FolderLockedError) as err:
         parser.error(str(err))
-    except KeyboardInterrupt:
-        print(f"interrupted: {out} unchanged (no partial set left behind)", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        how = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
+        print(f"{how}: {out} unchanged (no partial set left behind)", file=sys.stderr)
+        return TERMINATED_STATUS if isinstance(err, Terminated) else 130
     return 2  # not reached: parser.error exits

@@ -23,13 +23,16 @@ from drsl.data.synth.manifest import GENERATOR, MARKER, SPLITS, check_set, folde
 from drsl.data.synth.plan import file_name, identity_rows, make_plan
 from drsl.data.synth.render import render
 from drsl.fsutil import lock_folder, remove_stale_temps, temp_sibling
+from drsl.signals import default_signals_in_worker
 
 __all__ = ["generate"]
 
 _WORKER: dict = {}
 
 
-def _init_worker(people, cams, cfg, out_dir) -> None:
+def _init_worker(people, cams, cfg, out_dir, quiet_signals: bool = False) -> None:
+    if quiet_signals:  # a pool worker: the parent handles Ctrl-C and SIGTERM
+        default_signals_in_worker()
     _WORKER.update(people=people, cams=cams, cfg=cfg, out_dir=out_dir)
 
 
@@ -51,7 +54,7 @@ def _run_jobs(jobs: list, context: tuple, workers: int, bar) -> list[tuple[str, 
         import multiprocessing as mp
 
         ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-        with ctx.Pool(workers, _init_worker, context) as pool:
+        with ctx.Pool(workers, _init_worker, (*context, True)) as pool:
             for r in pool.imap_unordered(_write_one, jobs, chunksize=64):
                 results.append(r)
                 bar.update()

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from drsl.losses.names import NORMALISER_KINDS, RECORDS
 from drsl.train.distributed.context import _world
 
 __all__ = [
@@ -31,21 +33,15 @@ __all__ = [
 ]
 
 #: How each loss of ``drsl.losses.LOSSES`` (and the CE term, ``"ce"``) normalises its sum: the
-#: per-process count ``n_r`` that :meth:`GatheredBatch.scale` weighs by.
-#: ``"anchors"``: anchors with at least one positive in the retrieval set (DRSL, Smooth-AP);
-#: ``"anchors_pos_neg"``: anchors with a positive and a negative (batch-hard triplet);
-#: ``"pairs"``: ordered (anchor, retrieval item) pairs (contrastive); ``"items"``: batch rows.
-NORMALISERS: Mapping[str, str] = {
-    "drsl": "anchors",
-    "drsl_smooth": "anchors",
-    "drsl_rank": "anchors",
-    "smooth_ap": "anchors",
-    "triplet": "anchors_pos_neg",
-    "triplet_soft": "anchors_pos_neg",
-    "contrastive": "pairs",
-    "ce": "items",
-}
-_KINDS = ("anchors", "anchors_pos_neg", "pairs", "items")
+#: per-process count ``n_r`` that :meth:`GatheredBatch.scale` weighs by (the ``normaliser`` of
+#: each record of ``drsl.losses.names``). ``"anchors"``: anchors with at least one positive in
+#: the retrieval set (DRSL, Smooth-AP); ``"anchors_pos_neg"``: anchors with a positive and a
+#: negative (batch-hard triplet, multi-similarity, circle); ``"pairs"``: ordered (anchor,
+#: retrieval item) pairs (contrastive); ``"items"``: batch rows.
+NORMALISERS: Mapping[str, str] = MappingProxyType(
+    {**{r.name: r.normaliser for r in RECORDS}, "ce": "items"}
+)
+_KINDS = NORMALISER_KINDS
 
 
 # --------------------------------------------------------------------------------------------
@@ -158,7 +154,9 @@ class GatheredBatch:
             return None, None, None
         return torch.cat(emb), torch.cat(lab), (torch.cat(ang) if ang is not None else None)
 
-    def counts(self, normaliser: str, extra_labels: Tensor | None = None) -> Tensor:
+    def counts(
+        self, normaliser: str, extra_labels: Tensor | None = None, extra_role: str = "all"
+    ) -> Tensor:
         """Per rank, the count ``n_r`` its loss divides by (see :data:`NORMALISERS`).
 
         Every rank's retrieval set is its own batch, the others' batches and ``extra_labels``
@@ -167,33 +165,40 @@ class GatheredBatch:
         Args:
             normaliser (str): ``"anchors"``, ``"anchors_pos_neg"``, ``"pairs"`` or ``"items"``.
             extra_labels (Tensor, optional): labels of the extra references (memory).
+            extra_role (str): ``"all"`` or ``"negatives"``: the memory items sharing an
+                anchor's label are then not in its retrieval set (spec, "Negatives-only
+                references"); the gathered batches always play both roles.
 
         Returns:
             Tensor: ``world_size`` float64 counts, on the labels' device.
         """
         if normaliser not in _KINDS:
             raise ValueError(f"unknown normaliser {normaliser!r}; valid: {', '.join(_KINDS)}")
-        every = torch.cat(
-            self.labels
-            + ([extra_labels.to(self.labels[0].device)] if extra_labels is not None else [])
-        )
+        device = self.labels[0].device
+        batches = torch.cat(self.labels)
+        extra = extra_labels.to(device) if extra_labels is not None else batches[:0]
         out = []
         for lab in self.labels:
-            b, items = lab.shape[0], every.shape[0] - 1  # retrieval set of an anchor: all but it
+            b = lab.shape[0]
+            same_batch = (lab[:, None] == batches[None, :]).sum(dim=1) - 1  # minus the anchor
+            same_extra = (lab[:, None] == extra[None, :]).sum(dim=1)
+            pos = same_batch + (0 if extra_role == "negatives" else same_extra)
+            neg = (batches.shape[0] - 1 - same_batch) + (extra.shape[0] - same_extra)
             if normaliser == "items":
                 n = lab.new_tensor(b, dtype=torch.float64)
-            elif normaliser == "pairs":
-                n = lab.new_tensor(b * max(items, 0), dtype=torch.float64)
+            elif normaliser == "pairs":  # every item of every anchor's retrieval set
+                n = (pos + neg).sum().to(torch.float64)
             else:
-                pos = (lab[:, None] == every[None, :]).sum(dim=1) - 1  # the anchor is in `every`
                 ok = pos > 0
                 if normaliser == "anchors_pos_neg":
-                    ok = ok & (items - pos > 0)
+                    ok = ok & (neg > 0)
                 n = ok.sum().to(torch.float64)
             out.append(n)
         return torch.stack(out)
 
-    def scale(self, normaliser: str, extra_labels: Tensor | None = None) -> Tensor:
+    def scale(
+        self, normaliser: str, extra_labels: Tensor | None = None, extra_role: str = "all"
+    ) -> Tensor:
         """The factor ``c_r = W n_r / sum_v n_v`` for this rank's loss (a 0-d float64 tensor).
 
         Derivation. The one-process loss of the concatenated batch is a mean of per-anchor
@@ -220,11 +225,12 @@ class GatheredBatch:
 
         Args:
             normaliser (str): see :meth:`counts`. extra_labels (Tensor, optional): memory labels.
+            extra_role (str): the memory's role (see :meth:`counts`).
 
         Returns:
             Tensor: 0-d float64 (1 in one process; 0 when no rank counts anything).
         """
-        n = self.counts(normaliser, extra_labels)
+        n = self.counts(normaliser, extra_labels, extra_role)
         return self.world_size * n[self.rank] / n.sum().clamp_min(1)
 
     def global_batch(self) -> tuple[Tensor, Tensor, Tensor | None]:
@@ -316,6 +322,7 @@ def data_parallel_loss(
     normaliser: str = "anchors",
     extra_references: tuple[Tensor | None, Tensor | None, Tensor | None] | None = None,
     gathered: GatheredBatch | None = None,
+    extra_role: str = "all",
 ) -> Tensor:
     """This process's share of the data-parallel loss: references gathered, scaled for DDP.
 
@@ -337,6 +344,9 @@ def data_parallel_loss(
         extra_references (tuple, optional): ``(emb, labels, angle)`` appended to the gathered
             references on every rank, e.g. a cross-batch memory's ``references()``.
         gathered (GatheredBatch, optional): reuse one gather for several loss terms.
+        extra_role (str): ``"all"`` (default) or ``"negatives"``: the ``ref_role`` of the
+            extra references (spec, "Negatives-only references"); the gathered batches always
+            play both roles, so the loss gets a mask marking the extra ones only.
 
     Returns:
         Tensor: 0-d scaled loss, in the loss's dtype, attached to the graph.
@@ -347,11 +357,17 @@ def data_parallel_loss(
         >>> bool(data_parallel_loss(drsl_loss, f, y) == drsl_loss(f, y))
         True
     """
+    if extra_role not in ("all", "negatives"):
+        raise ValueError(f"extra_role must be 'all' or 'negatives', got {extra_role!r}")
     gb = gathered if gathered is not None else gather_batch(embeddings, labels, angle_embeddings)
     ref, ref_lab, ref_ang = gb.references(extra_references)
     kw: dict[str, Any] = {}
     if ref is not None:
         kw.update(ref_embeddings=ref, ref_labels=ref_lab)
+        if extra_role != "all" and extra_references is not None and extra_references[0] is not None:
+            role = torch.zeros(ref.shape[0], dtype=torch.bool, device=ref_lab.device)
+            role[ref.shape[0] - extra_references[0].shape[0] :] = True  # the memory's rows
+            kw["ref_role"] = role
     if angle_embeddings is not None:
         kw["angle_embeddings"] = angle_embeddings
         if ref is not None:
@@ -360,7 +376,8 @@ def data_parallel_loss(
     if gb.world_size == 1:
         return loss
     extra_labels = extra_references[1] if extra_references is not None else None
-    scale = gb.scale(normaliser, extra_labels).to(device=loss.device, dtype=loss.dtype)
+    scale = gb.scale(normaliser, extra_labels, extra_role)
+    scale = scale.to(device=loss.device, dtype=loss.dtype)
     # + 0 * sum(references): every rank's graph reaches the gather, so every rank joins its
     # collective in backward() even when the loss ignores the references (no positive at all)
     return loss * scale + 0.0 * ref.sum()
