@@ -480,15 +480,16 @@ assert listed.startswith(", ".join(paired.index[beyond]) if beyond.any() else "n
 
 # %% [markdown]
 # ## 8. Re-ranking: what k-reciprocal neighbours change
-# A ranking can be improved after the fact, without training. k-reciprocal re-ranking (Zhong
-# et al., CVPR 2017; `drsl.metrics.rerank_distances`, `drsl eval --rerank`) looks at every
-# image's 20 nearest neighbours among the queries and the gallery together: two images that
-# sit in *each other's* neighbour lists, or share many neighbours, are probably the same
-# person even when their own distance is not the smallest. The new distance mixes the Jaccard
-# distance of the two neighbourhoods (70 %) with the original one (30 %). Junk images are left
-# out first, as `drsl eval --rerank` does (the protocol drops them anyway).
+# A ranking can be improved after the fact, without training. k-reciprocal re-ranking (Zhong et
+# al., CVPR 2017; `drsl.metrics.rerank_distances`, `drsl eval --rerank`) looks at every image's
+# `k1` nearest neighbours (`k1=20` by default) among the queries and the gallery together: two
+# images that sit in *each other's* neighbour lists, or share many neighbours, are probably the
+# same person even when their own distance is not the smallest. The new distance mixes the
+# Jaccard distance of the two neighbourhoods (weight $1 - \lambda$) with the original one
+# (weight $\lambda$, `lambda_value=0.3` by default). Junk images are left out first, as `drsl
+# eval --rerank` does (the protocol drops them anyway).
 
-# %%
+# %% tags=["hide-input"]
 keep = g_pids != -1
 reranked, res_rr = {}, {}
 for name in MODELS:
