@@ -53,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         dropped += sum(is_solution(c) for c in nb.cells)
     paths = write_student_edition(args.out)
     print(
-        f"[student] {len(paths)} notebooks in {args.out}/: {dropped} solution cells dropped, "
-        f"{total - dropped} cells kept"
+        f"[student] {len(paths)} notebooks in {args.out}/: {dropped} explanations dropped, "
+        f"{total - dropped} cells kept (answer cells as stubs)"
     )
     return 0
 
