@@ -255,9 +255,7 @@ PUBLIC = {
         "resolve_precision",
         "to_float32",
     ),
-    "drsl.losses.memory": (
-        "CrossBatchMemory",
-    ),
+    "drsl.losses.memory": ("CrossBatchMemory",),
     "drsl.losses.reference": ("drsl_loss_dense",),
     "drsl.integrations.pml": ("DRSLoss", "register_with_cross_batch_memory"),
     "drsl.metrics.reference": ("evaluate_market", "rerank_loop"),
