@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8866
 
-.PHONY: help env data course course-headless test test-browser lint format notebooks lock bench clean-build student book slides
+.PHONY: help env data course course-headless test test-browser lint format notebooks lock bench clean-build student assignments book slides
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -42,8 +42,11 @@ format: env  ## apply ruff's fixes and formatting
 notebooks: env  ## regenerate the .ipynb files (no outputs) from the jupytext sources
 	@$(VENV)/bin/jupytext --to ipynb --update --set-kernel python3 notebooks/[0-9]*.py
 
-student: env  ## the student edition: build/student/*.ipynb without the solution cells, no outputs
+student: env  ## the student edition: build/student/*.ipynb, the nbgrader release (answers as stubs, no solutions)
 	@$(PY) tools/student.py --out build/student
+
+assignments: env  ## nbgrader course folder build/assignments/: source/ and release/ per notebook, gradebook, config
+	@$(PY) tools/assignments.py --out build/assignments
 
 book: data  ## the HTML book of the executed course in build/book/ (full mode; DRSL_FAST=1 for a quick build)
 	@$(PY) tools/book.py --out build/book

@@ -209,16 +209,21 @@ plt.show()
 #   usual $16 \times 4$, which is the imbalance DRSL is designed to withstand.
 #
 # ## Exercises
-# Each exercise is followed by its solution (hidden in the student edition).
+# Each exercise has an answer cell (a stub in the student edition) and a check cell that
+# grades it (`make assignments`: nbgrader); the solution's explanation comes first here.
 #
 # **Exercise 1.** Move gallery item 0 to the far corner (e.g. `[3.0, 3.0]`): does AP change?
 # Why not?
+#
+# *Your answer* (the next code cell) defines `res_moved`;
+# the cell after it checks it.
 
 # %% [markdown] tags=["solution"]
 # **Solution 1.** No: item 0 is person 7 seen by the query's own camera 0, which the protocol
 # removes before scoring, so wherever it sits it never enters the ranked list.
 
-# %% tags=["solution"]
+# %% tags=["answer"]
+### BEGIN SOLUTION
 moved = gallery.clone()
 moved[0] = torch.tensor([3.0, 3.0])
 res_moved = evaluate_rank(
@@ -226,18 +231,28 @@ res_moved = evaluate_rank(
     g_cams, max_rank=len(hits),
 )  # fmt: skip
 print(f"AP with item 0 moved: {res_moved.mAP:.4f} (before: {res.mAP:.4f})")
+### END SOLUTION
+
+# %% tags=["check"]
+assert {"res_moved"} <= set(globals()), "your answer defines res_moved"
+### BEGIN HIDDEN TESTS
 assert removed[0] and res_moved.mAP == res.mAP
+### END HIDDEN TESTS
 
 # %% [markdown]
 # **Exercise 2.** Swap the labels of gallery items 1 and 2 and predict AP before running the
 # cell.
+#
+# *Your answer* (the next code cell) defines `ap_sw` and `res_sw`;
+# the cell after it checks them.
 
 # %% [markdown] tags=["solution"]
 # **Solution 2.** Item 1, first in the list after the removal, becomes a match and item 2,
 # second, a miss: the first hit moves up by one rank, the others stay, so AP rises. By hand
 # and by the package:
 
-# %% tags=["solution"]
+# %% tags=["answer"]
+### BEGIN SOLUTION
 swapped = g_pids.copy()
 swapped[[1, 2]] = swapped[[2, 1]]
 hits_sw = (swapped[valid] == q_pid).astype(int)
@@ -245,11 +260,20 @@ ranks_sw = np.flatnonzero(hits_sw) + 1
 ap_sw = np.mean(np.arange(1, len(ranks_sw) + 1) / ranks_sw)
 res_sw = evaluate_rank(dist[None].numpy(), np.array([q_pid]), swapped, np.array([q_cam]), g_cams)
 print(f"hit ranks {ranks_sw.tolist()}: AP by hand {ap_sw:.4f}, drsl.metrics {res_sw.mAP:.4f}")
+### END SOLUTION
+
+# %% tags=["check"]
+assert {"ap_sw", "res_sw"} <= set(globals()), "your answer defines ap_sw and res_sw"
+### BEGIN HIDDEN TESTS
 assert np.isclose(ap_sw, res_sw.mAP) and res_sw.mAP > res.mAP
+### END HIDDEN TESTS
 
 # %% [markdown]
 # **Exercise 3.** For a fixed batch size $B = PK = 64$, which $(P, K)$ gives the most balanced
 # batch? What do you lose with it?
+#
+# *Your answer* (the next code cell) defines `ratios`;
+# the cell after it checks it.
 
 # %% [markdown] tags=["solution"]
 # **Solution 3.** The ratio $(K-1)/((P-1)K)$ grows as $P$ shrinks, so the fewest identities
@@ -257,12 +281,19 @@ assert np.isclose(ap_sw, res_sw.mAP) and res_sw.mAP > res.mAP
 # anchor meets negatives of one other identity only, so the batch says little about the rest
 # of the gallery (and batch-hard mining has nothing to choose from).
 
-# %% tags=["solution"]
+# %% tags=["answer"]
+### BEGIN SOLUTION
 shapes = [(p, 64 // p) for p in range(2, 65) if 64 % p == 0]
 ratios = {pk: pk_pos_neg_ratio(*pk) for pk in shapes}
 for (p, k), r in ratios.items():
     print(f"P = {p:2d}, K = {k:2d}: ratio {r:.3f}")
+### END SOLUTION
+
+# %% tags=["check"]
+assert {"ratios"} <= set(globals()), "your answer defines ratios"
+### BEGIN HIDDEN TESTS
 assert max(ratios, key=ratios.get) == (2, 32)
+### END HIDDEN TESTS
 
 # %% [markdown]
 # ## References

@@ -413,10 +413,14 @@ assert v_id == v_sm
 #   package's fast `drsl_loss`.
 #
 # ## Exercises
-# Each exercise is followed by its solution (hidden in the student edition).
+# Each exercise has an answer cell (a stub in the student edition) and a check cell that
+# grades it (`make assignments`: nbgrader); the solution's explanation comes first here.
 #
 # **Exercise 1.** Move `n3` beyond `p3` (edit its coordinates in section 1) and re-run: which
 # terms of `p3` change, and by how much does the anchor's loss drop?
+#
+# *Your answer* (the next code cell) defines `moved`, `d_lr` and `drop`;
+# the cell after it checks them.
 
 # %% [markdown] tags=["solution"]
 # **Solution 1.** Only `p3`'s ranking terms change: `n3` was partly before `p3` (their scores
@@ -425,21 +429,31 @@ assert v_id == v_sm
 # $N_{FP}$ and the rank of `p3`; the sorting terms use positives only and do not move. The
 # anchor's loss drops by a third of the drop of $\ell_R$(`p3`) (a mean over 3 positives).
 
-# %% tags=["solution"]
+# %% tags=["answer"]
+### BEGIN SOLUTION
 f_moved = f.clone()
 f_moved[names.index("n3")] = torch.tensor([-1.0, 1.2])
 moved = L.drsl_terms(L.retrieval_scores(f_moved), labels, L.angle_targets(f_moved), delta=delta)
 d_lr = terms.l_rank[a] - moved.l_rank[a]  # per positive p1, p2, p3
 drop = float(terms.anchor_loss[a] - moved.anchor_loss[a])
 print(f"drop of l_R per positive (p1, p2, p3): {d_lr.tolist()}; anchor loss drops by {drop:.4f}")
+### END SOLUTION
+
+# %% tags=["check"]
+assert {"moved", "d_lr", "drop"} <= set(globals()), "your answer defines moved, d_lr and drop"
+### BEGIN HIDDEN TESTS
 assert torch.all(d_lr[:2].abs() < 1e-12) and d_lr[2] > 0
 assert torch.allclose(terms.l_sort[a], moved.l_sort[a], atol=1e-12)
 assert abs(drop - float(d_lr[2]) / 3) < 1e-12
+### END HIDDEN TESTS
 
 # %% [markdown]
 # **Exercise 2.** Show that with the exact step $\ell_S(i) = \ell^*_S(i)$ whenever the
 # positives ranked above $i$ all have $t_j \ge t_i$. Check it with `L.drsl_terms` on a batch
 # you build.
+#
+# *Your answer* (the next code cell) defines `ok` and `excess`;
+# the cell after it checks them.
 
 # %% [markdown] tags=["solution"]
 # **Solution 2.** With the exact step, $H(s_j - s_i) = 1$ for the positives ranked above $i$
@@ -448,12 +462,12 @@ assert abs(drop - float(d_lr[2]) / 3) < 1e-12
 # (distance order = angle order) has none; pulling a low-target positive close to the
 # anchor makes one, and then $\ell_S > \ell^*_S$ for the positive it jumps over.
 
-# %% tags=["solution"]
+# %% tags=["answer"]
+### BEGIN SOLUTION
 deg = torch.deg2rad(torch.tensor([0.0, 10.0, 30.0, 60.0, 180.0]))
 unit = torch.stack([torch.cos(deg), torch.sin(deg)], 1)  # anchor, 3 positives, 1 negative
 lab2 = torch.tensor([0, 0, 0, 0, 1])
 ok = L.drsl_terms(L.retrieval_scores(unit), lab2, L.angle_targets(unit), smoothing="hard")
-assert torch.allclose(ok.l_sort, ok.l_sort_target, atol=1e-12)
 jumped = unit.clone()
 jumped[2] *= 2.0  # the 30-degree positive moves away ...
 jumped[3] *= 0.5  # ... and the 60-degree one (lower target) comes nearer than it
@@ -461,11 +475,21 @@ bad = L.drsl_terms(L.retrieval_scores(jumped), lab2, L.angle_targets(jumped), sm
 excess = (bad.l_sort - bad.l_sort_target)[0]
 print("sorted by angle:   l_S - l*_S =", (ok.l_sort - ok.l_sort_target)[0].tolist())
 print("one jumped ahead:  l_S - l*_S =", excess.tolist())
+### END SOLUTION
+
+# %% tags=["check"]
+assert {"ok", "excess"} <= set(globals()), "your answer defines ok and excess"
+### BEGIN HIDDEN TESTS
+assert torch.allclose(ok.l_sort, ok.l_sort_target, atol=1e-12)
 assert excess.max() > 0
+### END HIDDEN TESTS
 
 # %% [markdown]
 # **Exercise 3.** Change $\delta$ to $0.05$ and to $1.0$ in section 3: which pairs enter the ramp,
 # and how do the ranking errors move?
+#
+# *Your answer* (the next code cell) defines `counts`;
+# the cell after it checks it.
 
 # %% [markdown] tags=["solution"]
 # **Solution 3.** A pair enters the ramp when its scores differ by less than $\delta$. No two
@@ -474,7 +498,8 @@ assert excess.max() > 0
 # and every error moves towards the "half before, half after" value. The cell counts the
 # pairs and prints the errors.
 
-# %% tags=["solution"]
+# %% tags=["answer"]
+### BEGIN SOLUTION
 for dl in (0.05, delta, 1.0):
     in_ramp = sum(1 for (i, j) in hard if abs(s[j] - s[i]) < dl)
     t_dl = L.drsl_terms(scores, labels, targets, smoothing="linear", delta=dl)
@@ -482,7 +507,13 @@ for dl in (0.05, delta, 1.0):
     if in_ramp == 0:
         assert torch.allclose(t_dl.l_rank[a], terms_hard.l_rank[a], atol=1e-12)
 counts = [sum(1 for (i, j) in hard if abs(s[j] - s[i]) < dl) for dl in (0.05, delta, 1.0)]
+### END SOLUTION
+
+# %% tags=["check"]
+assert {"counts"} <= set(globals()), "your answer defines counts"
+### BEGIN HIDDEN TESTS
 assert counts[0] == 0 and counts[0] < counts[1] < counts[2]
+### END HIDDEN TESTS
 
 # %% [markdown]
 # ## References

@@ -297,10 +297,14 @@ assert np.allclose(per_pair["drsl_rank"], expected)
 #   to 1 for wider $\delta$) and keeps positives and negatives in exact balance as $P$ grows.
 #
 # ## Exercises
-# Each exercise is followed by its solution (hidden in the student edition).
+# Each exercise has an answer cell (a stub in the student edition) and a check cell that
+# grades it (`make assignments`: nbgrader); the solution's explanation comes first here.
 #
 # **Exercise 1.** In section 2, replace the sigmoid by the linear ramp: at a random point,
 # does the V survive? Why (how far is the nearest corner)?
+#
+# *Your answer* (the next code cell) defines `sw_lin` and `below`;
+# the cell after it checks them.
 
 # %% [markdown] tags=["solution"]
 # **Solution 1.** Yes, as long as $h$ stays below the distance to the nearest corner: between
@@ -309,7 +313,8 @@ assert np.allclose(per_pair["drsl_rank"], expected)
 # how far the random point is from one, and finds differences within `FD_RTOL` at steps below
 # that distance.
 
-# %% tags=["solution"]
+# %% tags=["answer"]
+### BEGIN SOLUTION
 loss_lin = partial(L.drsl_loss, labels=y, angle_embeddings=f, smoothing="linear", delta=0.5)
 sw_lin = G.step_sweep(loss_lin, f)
 gaps = (L.retrieval_scores(f)[:, :, None] - L.retrieval_scores(f)[:, None, :]).abs()
@@ -317,11 +322,20 @@ corner = float((gaps - 0.5).abs().min())
 print(f"linear: best h {sw_lin.best_step:.1e}, error {sw_lin.errors.min():.1e}; "
       f"nearest corner {corner:.1e} away in score units")  # fmt: skip
 below = sw_lin.steps < corner  # steps that cannot reach the nearest corner
+### END SOLUTION
+
+# %% tags=["check"]
+assert {"sw_lin", "below"} <= set(globals()), "your answer defines sw_lin and below"
+### BEGIN HIDDEN TESTS
 assert below.any() and sw_lin.errors[below].min() < FD_RTOL
+### END HIDDEN TESTS
 
 # %% [markdown]
 # **Exercise 2.** Pass `loss_moving` instead of `loss_fixed` to `gradcheck` in section 4:
 # which check fails, and why is it the check, not the loss, that is wrong?
+#
+# *Your answer* (the next code cell) defines `ok_moving`;
+# the cell after it checks it.
 
 # %% [markdown] tags=["solution"]
 # **Solution 2.** `gradcheck` fails. The loss detaches its angle targets by design (spec:
@@ -329,15 +343,26 @@ assert below.any() and sw_lin.errors[below].min() < FD_RTOL
 # differences, moving $x$, move the targets too. The check compares two different
 # functions: it must hold the targets fixed, as `loss_fixed` does.
 
-# %% tags=["solution"]
+# %% tags=["answer"]
+### BEGIN SOLUTION
 ok_moving = torch.autograd.gradcheck(loss_moving, (xg,), raise_exception=False)
 print(f"gradcheck with moving targets: {ok_moving}")
+### END SOLUTION
+
+# %% tags=["check"]
+assert {"ok_moving"} <= set(globals()), "your answer defines ok_moving"
+### BEGIN HIDDEN TESTS
 assert not ok_moving and ok_sigmoid
+### END HIDDEN TESTS
 
 # %% [markdown]
 # **Exercise 3.** Re-run section 6 with $\lambda = 1$ (`sort_weight=1.0`): does the total
 # push on the positives still equal the push on the negatives? Where does the sorting term's
 # push go?
+#
+# *Your answer* (the next code cell) defines `balance`: for each `P` of `P_VALUES`, the tuple
+# (positives' push / negatives' push, the sorting part's total push on negatives, the largest
+# net sorting push of an anchor); the cell after it checks it.
 
 # %% [markdown] tags=["solution"]
 # **Solution 3.** The totals stay equal. The sorting part moves positives against positives
@@ -346,20 +371,28 @@ assert not ok_moving and ok_sigmoid
 # batches it never reverses a positive's direction, so the absolute push on the positives
 # keeps its total too: the sort *redistributes* the ranking part's push among the positives.
 
-# %% tags=["solution"]
+# %% tags=["answer"]
+### BEGIN SOLUTION
+balance = {}  # P -> (positives / negatives, sorting push on negatives, sorting sum per anchor)
 for P in P_VALUES:
     emb = 0.3 * torch.randn(P * 4, 8, generator=torch.Generator().manual_seed(P))
     lab = torch.arange(P).repeat_interleave(4)
     full = L.gradient_mass(L.get_loss("drsl", sort_weight=1.0), emb, lab)
     upd = L.identity_update(L.retrieval_scores(emb), lab, L.angle_targets(emb), sort_weight=1.0)
     neg_pairs = lab[:, None] != lab[None, :]
+    on_negatives = float(upd.sorting[neg_pairs].abs().sum())
+    balance[P] = (full["pos"] / full["neg"], on_negatives, float(upd.sorting.sum(1).abs().max()))
     moved = upd.sorting.abs().sum().item()
-    print(f"P = {P:2d}: positives / negatives {full['pos'] / full['neg']:.6f}; "
-          f"sorting part moves {moved:.4f} in all, {upd.sorting[neg_pairs].abs().sum():.1e} "
-          f"of it on negatives")  # fmt: skip
-    assert np.isclose(full["pos"], full["neg"]) and moved > 0
-    assert torch.all(upd.sorting[neg_pairs] == 0)
-    assert torch.allclose(upd.sorting.sum(dim=1), torch.zeros(len(lab)), atol=1e-15)
+    print(f"P = {P:2d}: positives / negatives {balance[P][0]:.6f}; sorting part moves "
+          f"{moved:.4f} in all, {on_negatives:.1e} on negatives")  # fmt: skip
+### END SOLUTION
+
+# %% tags=["check"]
+assert set(balance) == set(P_VALUES), "one entry of balance per P"
+### BEGIN HIDDEN TESTS
+for ratio, on_negatives, net in balance.values():
+    assert np.isclose(ratio, 1.0) and on_negatives == 0 and net < 1e-12
+### END HIDDEN TESTS
 
 # %% [markdown]
 # ## References

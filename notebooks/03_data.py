@@ -312,10 +312,14 @@ check_command(own)
 #   reports what a folder holds.
 #
 # ## Exercises
-# Each exercise is followed by its solution (hidden in the student edition).
+# Each exercise has an answer cell (a stub in the student edition) and a check cell that
+# grades it (`make assignments`: nbgrader); the solution's explanation comes first here.
 #
 # **Exercise 1.** Set `q_camid = 1` in section 4. Which items are dropped now, and how do
 # both APs change?
+#
+# *Your answer* (the next code cell) defines `dropped` and `aps`;
+# the cell after it checks them.
 
 # %% [markdown] tags=["solution"]
 # **Solution 1.** The same-camera match is now item 1 (identity 7, camera 1), and item 0, the
@@ -324,42 +328,62 @@ check_command(own)
 # dropped items and recomputes both APs with `drsl.metrics` (the protocol is applied by
 # `evaluate_rank`, so no hand masks are needed).
 
-# %% tags=["solution"]
-for cam in (0, 1):
-    dropped = np.flatnonzero(((g_pids == q_pid) & (g_camids == cam)) | (g_pids == -1))
-    aps = {
-        mode: evaluate_rank(distances[None], [q_pid], g_pids, [cam], g_camids, ap_mode=mode).mAP
-        for mode in ("noninterp", "market")
-    }
-    print(f"q_camid = {cam}: dropped items {dropped.tolist()}, AP {aps['noninterp']:.4f} "
-          f"(non-interp.), {aps['market']:.4f} (Market)")  # fmt: skip
-    if cam == 1:
-        assert dropped.tolist() == [1, 5] and np.isclose(aps["noninterp"], ap_noninterp)
-        assert np.isclose(aps["market"], ap_market)
+# %% tags=["answer"]
+### BEGIN SOLUTION
+dropped = np.flatnonzero(((g_pids == q_pid) & (g_camids == 1)) | (g_pids == -1))
+aps = {
+    mode: evaluate_rank(distances[None], [q_pid], g_pids, [1], g_camids, ap_mode=mode).mAP
+    for mode in ("noninterp", "market")
+}
+### END SOLUTION
+print(f"q_camid = 1: dropped items {dropped.tolist()}, AP {aps['noninterp']:.4f} (non-interp.), "
+      f"{aps['market']:.4f} (Market)")  # fmt: skip
+
+# %% tags=["check"]
+assert set(aps) == {"noninterp", "market"}, "aps holds the two APs, keyed by mode"
+### BEGIN HIDDEN TESTS
+assert dropped.tolist() == [1, 5]
+assert np.isclose(aps["noninterp"], ap_noninterp) and np.isclose(aps["market"], ap_market)
+### END HIDDEN TESTS
 
 # %% [markdown]
 # **Exercise 2.** Show that with a single match at rank $r$ the Market AP is
 # $\frac12(\frac{0}{r-1} + \frac1r)$ for $r > 1$, half the non-interpolated AP. Check it with
 # `average_precision`.
+#
+# *Your answer* (the next code cell) defines `single`: for each rank $r$ you try, the pair
+# (non-interpolated AP, Market AP); the cell after it checks it.
 
 # %% [markdown] tags=["solution"]
 # **Solution 2.** With one match ($N = 1$, $k = 1$) the trapezoid term reads
 # $\frac12(\frac{k-1}{r-1} + \frac{k}{r}) = \frac12(0 + \frac1r)$, while the
 # non-interpolated AP is $\frac{k}{r} = \frac1r$: half of it. At $r = 1$ both are 1.
 
-# %% tags=["solution"]
+# %% tags=["answer"]
+### BEGIN SOLUTION
+single = {}  # r -> (non-interpolated AP, Market AP) of a single match at rank r
 for r_ in range(1, 8):
     one = np.zeros(10, dtype=bool)
     one[r_ - 1] = True
-    ni, mk = average_precision(one), average_precision(one, mode="market")
+    single[r_] = (average_precision(one), average_precision(one, mode="market"))
+### END SOLUTION
+print({r_: tuple(round(float(v), 4) for v in aps_r) for r_, aps_r in single.items()})
+
+# %% tags=["check"]
+assert len(single) >= 3 and all(r_ >= 1 for r_ in single), "single maps ranks to AP pairs"
+### BEGIN HIDDEN TESTS
+for r_, (ni, mk) in single.items():
     assert np.isclose(ni, 1 / r_) and np.isclose(mk, 1.0 if r_ == 1 else 0.5 / r_)
-print("single match: Market AP = half the non-interpolated AP for every r > 1")
+### END HIDDEN TESTS
 
 # %% [markdown]
 # **Exercise 3.** With `generate` from `drsl.data.synth`, draw two small sets into fresh
 # folders, one with clean cameras (`difficulty=0.0`) and one with the default difficulty
 # (e.g. `num_train_ids=4, num_test_ids=30, num_distractors=20, num_junk=10`), and rerun
 # section 5 on both. Which baseline profits most from clean cameras?
+#
+# *Your answer* (the next code cell) defines `table`;
+# the cell after it checks it.
 
 # %% [markdown] tags=["solution"]
 # **Solution 3.** The cell draws both sets (a few seconds each) and evaluates the three
@@ -367,7 +391,8 @@ print("single match: Market AP = half the non-interpolated AP for every r > 1")
 # the colour cast and the backgrounds no longer dominate, so every feature gains; which gains
 # most is printed (computed, not assumed).
 
-# %% tags=["solution"]
+# %% tags=["answer"]
+### BEGIN SOLUTION
 small = dict(num_train_ids=4, num_test_ids=30, num_distractors=20, num_junk=10, progress=False)
 gains = {}
 with tempfile.TemporaryDirectory() as tmp:
@@ -384,24 +409,40 @@ with tempfile.TemporaryDirectory() as tmp:
 table = pd.DataFrame(gains).T
 table["gain"] = table["mAP, difficulty 0.0"] - table["mAP, difficulty 1.0"]
 print(f"most helped by clean cameras: {table['gain'].idxmax()}")
-assert (table["gain"] > 0).all()
 table.style.format("{:.1%}")
+### END SOLUTION
+
+# %% tags=["check"]
+assert {"table"} <= set(globals()), "your answer defines table"
+### BEGIN HIDDEN TESTS
+assert (table["gain"] > 0).all()
+### END HIDDEN TESTS
 
 # %% [markdown]
 # **Exercise 4.** In the example of section 4, turn the distractor (pid 0) into junk
 # (pid -1): how do AP and CMC change, and why?
+#
+# *Your answer* (the next code cell) defines `kept` and `res_junk`;
+# the cell after it checks them.
 
 # %% [markdown] tags=["solution"]
 # **Solution 4.** The distractor is a negative ranked between matches; as junk it is dropped,
 # so the matches after it move up one rank: AP rises and the CMC can only rise.
 
-# %% tags=["solution"]
+# %% tags=["answer"]
+### BEGIN SOLUTION
 as_junk = np.where(g_pids == 0, -1, g_pids)
 kept = evaluate_rank(distances[None], [q_pid], g_pids, [q_camid], g_camids, max_rank=5)
 res_junk = evaluate_rank(distances[None], [q_pid], as_junk, [q_camid], g_camids, max_rank=5)
 print(f"distractor kept: mAP {kept.mAP:.4f}, CMC {kept.cmc.tolist()}")
 print(f"as junk:         mAP {res_junk.mAP:.4f}, CMC {res_junk.cmc.tolist()}")
+### END SOLUTION
+
+# %% tags=["check"]
+assert {"kept", "res_junk"} <= set(globals()), "your answer defines kept and res_junk"
+### BEGIN HIDDEN TESTS
 assert res_junk.mAP > kept.mAP and np.all(res_junk.cmc >= kept.cmc)
+### END HIDDEN TESTS
 
 # %% [markdown]
 # ## References

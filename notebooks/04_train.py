@@ -209,12 +209,16 @@ plt.show()
 #   seeds, a validation split and paired intervals.
 #
 # ## Exercises
-# Each exercise is followed by its solution (hidden in the student edition). In fast mode
-# the solutions train for `quick.max_steps` steps each (about a second per run); in full
-# mode they take the length of section 3's run.
+# Each exercise has an answer cell (a stub in the student edition) and a check cell that
+# grades it (`make assignments`: nbgrader). In fast mode the answers train for
+# `quick.max_steps` steps each (about a second per run); in full mode they take the length of
+# section 3's run.
 #
 # **Exercise 1.** Train the short run of section 3 with `loss="ce+triplet"`, then with
 # `loss="drsl"` (no cross-entropy at all). Which learns faster in the first steps?
+#
+# *Your answer* (the next code cell) defines `ex1` and `mAP1`;
+# the cell after it checks them.
 
 # %% [markdown] tags=["solution"]
 # **Solution 1.** The cell trains the three losses with the settings of section 3 (in fast
@@ -223,7 +227,8 @@ plt.show()
 # seed). Without cross-entropy, DRSL alone gets no identity labels beyond the batch, and
 # usually starts slower.
 
-# %% tags=["solution"]
+# %% tags=["answer"]
+### BEGIN SOLUTION
 quick = replace(short, max_steps=12) if FAST else short  # fast mode: the first 12 steps
 ex1 = {"ce+drsl": train(quick, data, progress=False) if FAST else run}
 for loss in ("ce+triplet", "drsl"):
@@ -235,12 +240,21 @@ print(
     + ", ".join(f"{k}: mAP {100 * mAP1[k]:.1f}%" for k in ranked),
     f"-> fastest: {ranked[0]}",
 )
+### END SOLUTION
+
+# %% tags=["check"]
+assert {"ex1", "mAP1"} <= set(globals()), "your answer defines ex1 and mAP1"
+### BEGIN HIDDEN TESTS
 assert all(len(r.history["train"]) == len(ex1["ce+drsl"].history["train"]) for r in ex1.values())
 assert all(0 <= v <= 1 for v in mAP1.values())
+### END HIDDEN TESTS
 
 # %% [markdown]
 # **Exercise 2.** Set `angle_source="features"` in the config of section 3. What changes in
 # DRSL's sorting term, and does the mAP move?
+#
+# *Your answer* (the next code cell) defines `feat_run`;
+# the cell after it checks it.
 
 # %% [markdown] tags=["solution"]
 # **Solution 2.** The angle targets $t = (1 + \cos)/2$ then come from the same pre-BNNeck
@@ -250,17 +264,27 @@ assert all(0 <= v <= 1 for v in mAP1.values())
 # The cell trains it with solution 1's settings and prints the change in mAP against
 # solution 1's CE + DRSL run (one seed: read it as an anecdote).
 
-# %% tags=["solution"]
+# %% tags=["answer"]
+### BEGIN SOLUTION
 feat_run = train(replace(quick, angle_source="features"), data, progress=False)
-assert feat_run.config.angle_source == "features" and quick.angle_source == "bn"
 print(
     f"angle targets from the post-BN features: mAP {100 * mAP1['ce+drsl']:.1f}%, "
     f"from the pre-BN features: {100 * feat_run.metrics['mAP']:.1f}%"
 )
+### END SOLUTION
+
+# %% tags=["check"]
+assert {"feat_run"} <= set(globals()), "your answer defines feat_run"
+### BEGIN HIDDEN TESTS
+assert feat_run.config.angle_source == "features" and quick.angle_source == "bn"
+### END HIDDEN TESTS
 
 # %% [markdown]
 # **Exercise 3.** Kill a run: call `train(short, data, out_dir="runs/kill-me")`, interrupt the
 # kernel half way, and call it again. Check with `train_log.csv` that no step was repeated.
+#
+# *Your answer* (the next code cell) defines `n_steps` and `log`;
+# the cell after it checks them.
 
 # %% [markdown] tags=["solution"]
 # **Solution 3.** Here the interruption is simulated: an `on_step` callback raises
@@ -270,7 +294,8 @@ print(
 # thread (fast mode) the resumed run also ends with exactly the metrics of solution 1's
 # uninterrupted CE + DRSL run, which had the same settings.
 
-# %% tags=["solution"]
+# %% tags=["answer"]
+### BEGIN SOLUTION
 whole = ex1["ce+drsl"]  # uninterrupted, same settings
 killed = replace(whole.config, checkpoint_every=5 if FAST else 10)
 n_steps = len(whole.history["train"])
@@ -288,9 +313,15 @@ with tempfile.TemporaryDirectory() as tmp:
     resumed = train(killed, data, out_dir=Path(tmp), progress=False)
     log = pd.read_csv(Path(tmp) / "train_log.csv")
 print(f"train_log.csv: {len(log)} rows, steps {log.step.min()}..{log.step.max()}")
-assert log.step.is_unique and log.step.tolist() == list(range(1, n_steps + 1))
 if FAST:  # one thread: the resumed run is the uninterrupted one, bit for bit
     assert resumed.metrics == whole.metrics
+### END SOLUTION
+
+# %% tags=["check"]
+assert {"n_steps", "log"} <= set(globals()), "your answer defines n_steps and log"
+### BEGIN HIDDEN TESTS
+assert log.step.is_unique and log.step.tolist() == list(range(1, n_steps + 1))
+### END HIDDEN TESTS
 
 # %% [markdown]
 # ## References

@@ -313,6 +313,8 @@ plt.show()
 #   outlasts no other loss.*
 #
 # ## Exercises
+# Each exercise has an answer cell (a stub in the student edition) and a check cell that
+# grades it (`make assignments`: nbgrader); the solution's explanation comes first here.
 #
 # **Exercise 1.** Seed by seed, in the extreme cell with the metric loss alone: in what share
 # of the seeds is DRSL's test mAP above the contrastive loss's? Store it in `share`.

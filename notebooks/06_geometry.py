@@ -480,15 +480,16 @@ assert listed.startswith(", ".join(paired.index[beyond]) if beyond.any() else "n
 
 # %% [markdown]
 # ## 8. Re-ranking: what k-reciprocal neighbours change
-# A ranking can be improved after the fact, without training. k-reciprocal re-ranking (Zhong
-# et al., CVPR 2017; `drsl.metrics.rerank_distances`, `drsl eval --rerank`) looks at every
-# image's 20 nearest neighbours among the queries and the gallery together: two images that
-# sit in *each other's* neighbour lists, or share many neighbours, are probably the same
-# person even when their own distance is not the smallest. The new distance mixes the Jaccard
-# distance of the two neighbourhoods (70 %) with the original one (30 %). Junk images are left
-# out first, as `drsl eval --rerank` does (the protocol drops them anyway).
+# A ranking can be improved after the fact, without training. k-reciprocal re-ranking (Zhong et
+# al., CVPR 2017; `drsl.metrics.rerank_distances`, `drsl eval --rerank`) looks at every image's
+# `k1` nearest neighbours (`k1=20` by default) among the queries and the gallery together: two
+# images that sit in *each other's* neighbour lists, or share many neighbours, are probably the
+# same person even when their own distance is not the smallest. The new distance mixes the
+# Jaccard distance of the two neighbourhoods (weight $1 - \lambda$) with the original one
+# (weight $\lambda$, `lambda_value=0.3` by default). Junk images are left out first, as `drsl
+# eval --rerank` does (the protocol drops them anyway).
 
-# %%
+# %% tags=["hide-input"]
 keep = g_pids != -1
 reranked, res_rr = {}, {}
 for name in MODELS:
@@ -552,11 +553,15 @@ for ax, (title, dist) in zip(axes, before_after, strict=True):
 #   how much the neighbourhoods of query and gallery images agree; section 8 shows its effect.
 #
 # ## Exercises
-# Each exercise is followed by its solution (hidden in the student edition).
+# Each exercise has an answer cell (a stub in the student edition) and a check cell that
+# grades it (`make assignments`: nbgrader); the solution's explanation comes first here.
 #
 # **Exercise 1.** Change `SEED` (or pass `ids=[...]` to `plot_tsne`) and redraw section 2 a
 # few times. Which impressions survive a new draw of identities? Which numbers of the
 # statistics table change?
+#
+# *Your answer* (the next code cell) defines `ids_new` and `again`;
+# the cell after it checks them.
 
 # %% [markdown] tags=["solution"]
 # **Solution 1.** None of the statistics change (the cell checks it): they use every pair,
@@ -565,7 +570,8 @@ for ax, (title, dist) in zip(axes, before_after, strict=True):
 # the new draw. The cell redraws with another seed (different identities) and recomputes the
 # table.
 
-# %% tags=["solution"]
+# %% tags=["answer"]
+### BEGIN SOLUTION
 ids_new = geometry.select_identities(all_pids, num_ids=NUM_IDS, seed=SEED + 1)
 fig = plot_tsne(
     both["DRSL"],
@@ -578,13 +584,23 @@ fig = plot_tsne(
     title="DRSL: another draw of identities",
 )
 again = pd.DataFrame({name: g.stats() for name, g in geo.items()})
+### END SOLUTION
+
+# %% tags=["check"]
+assert {"ids_new", "again"} <= set(globals()), "your answer defines ids_new and again"
+### BEGIN HIDDEN TESTS
 assert set(ids_new) != set(ids) and again.equals(stats)
+### END HIDDEN TESTS
 
 # %% [markdown]
 # **Exercise 2.** The overlap share is above one half for both models here. Explain why it
 # saturates as a query gets more negatives (one hard negative is enough), then compute a finer
 # number from `geo[name].dist`, `pos_mask` and `neg_mask`: per query, the share of its
 # negatives nearer than its farthest positive, averaged over queries.
+#
+# *Your answer* (the next code cell) defines `growth` (per model, the overlap share with a
+# growing random share of the negatives, then all of them) and `finer` (per model, the mean
+# share of negatives nearer than the farthest positive); the cell after it checks it.
 
 # %% [markdown] tags=["solution"]
 # **Solution 2.** A query counts as "overlapping" as soon as a single negative beats its
@@ -594,8 +610,8 @@ assert set(ids_new) != set(ids) and again.equals(stats)
 # The share of negatives that do so is a graded version, small when only a few negatives
 # intrude: here it is less than a fifth of the overlap share, for both models.
 
-# %% tags=["solution"]
-assert (stats.loc["overlap_distance"] > 0.5).all()  # the exercise's premise
+# %% tags=["answer"]
+### BEGIN SOLUTION
 keep = np.random.default_rng(SEED).random(geo["DRSL"].dist.shape)  # one draw, nested subsets
 finer, growth = {}, {}
 for name, g in geo.items():
@@ -603,11 +619,9 @@ for name, g in geo.items():
     has = g.pos_mask.any(axis=1)
     intrude = (g.dist < far_pos[:, None]) & g.neg_mask
     growth[name] = [float(((intrude & (keep < f)).any(axis=1))[has].mean()) for f in (0.1, 0.3, 1)]
-    assert growth[name] == sorted(growth[name])  # more negatives: more overlapping queries
-    assert np.isclose(growth[name][-1], stats.loc["overlap_distance", name])  # all: the share
     nearer = intrude.sum(axis=1) / g.neg_mask.sum(axis=1)
     finer[name] = float(nearer[has].mean())
-    assert 5 * finer[name] < stats.loc["overlap_distance", name]
+### END SOLUTION
 print("overlap share with 10%, 30%, all negatives:", {k: np.round(v, 3) for k, v in growth.items()})
 print(
     {k: round(v, 4) for k, v in finer.items()},
@@ -615,16 +629,29 @@ print(
     stats.loc["overlap_distance"].round(3).to_dict(),
 )
 
+# %% tags=["check"]
+assert set(growth) == set(finer) == set(geo), "growth and finer hold one entry per model"
+### BEGIN HIDDEN TESTS
+for name in geo:
+    assert growth[name] == sorted(growth[name])  # more negatives: more overlapping queries
+    assert np.isclose(growth[name][-1], stats.loc["overlap_distance", name])  # all: the share
+    assert 5 * finer[name] < stats.loc["overlap_distance", name]
+### END HIDDEN TESTS
+
 # %% [markdown]
 # **Exercise 3.** With exactly 3 positives, which values can Spearman's $\rho$ take? Use it to
 # explain the spikes in the left panels of section 5, then rerun with `min_positives=5`.
+#
+# *Your answer* (the next code cell) defines `exactly3` and `rho3`;
+# the cell after it checks them.
 
 # %% [markdown] tags=["solution"]
 # **Solution 3.** With $n = 3$ and no ties, $\rho = 1 - 6\sum d_i^2 / (n(n^2-1))$ with
 # $\sum d_i^2 \in \{0, 2, 6, 8\}$: $\rho \in \{1, 0.5, -0.5, -1\}$. Queries with few
 # positives pile up on those values.
 
-# %% tags=["solution"]
+# %% tags=["answer"]
+### BEGIN SOLUTION
 g = geo["DRSL"]
 rho3, q3 = geometry.spearman_per_query(g.dist, g.angle, g.pos_mask, min_positives=3)
 exactly3 = g.pos_mask[q3].sum(axis=1) == 3
@@ -632,46 +659,72 @@ print(
     f"{exactly3.sum()} queries with exactly 3 positives; their rho values:",
     sorted(set(np.round(rho3[exactly3], 6).tolist())),
 )
-assert set(np.round(rho3[exactly3], 6)) <= {1.0, 0.5, -0.5, -1.0}
 fig = plot_rank_in_rank(g, min_positives=5, title="DRSL, queries with >= 5 positives")
+### END SOLUTION
+
+# %% tags=["check"]
+assert {"exactly3", "rho3"} <= set(globals()), "your answer defines exactly3 and rho3"
+### BEGIN HIDDEN TESTS
+assert set(np.round(rho3[exactly3], 6)) <= {1.0, 0.5, -0.5, -1.0}
+### END HIDDEN TESTS
 
 # %% [markdown]
 # **Exercise 4.** Normalise the DRSL model's features to unit length and recompute the pooled
 # ROC-AUC of distances and of angles. Why are the two now equal?
+#
+# *Your answer* (the next code cell) defines `on_sphere`;
+# the cell after it checks it.
 
 # %% [markdown] tags=["solution"]
 # **Solution 4.** On the unit sphere $\lVert a - b \rVert = \sqrt{2 - 2\cos}$ is an
 # increasing function of the angle, and an AUC depends only on the order of the values.
 
-# %% tags=["solution"]
+# %% tags=["answer"]
+### BEGIN SOLUTION
 qd, gd = (torch.nn.functional.normalize(x.double(), dim=1) for x in feats["DRSL"])
 on_sphere = geometry.pair_geometry(qd, gd, q_pids, g_pids, q_camids, g_camids).stats()
 print(
     f"unit features: AUC distance {on_sphere['auc_distance']:.6f}, "
     f"angle {on_sphere['auc_angle']:.6f}"
 )
+### END SOLUTION
+
+# %% tags=["check"]
+assert {"on_sphere"} <= set(globals()), "your answer defines on_sphere"
+### BEGIN HIDDEN TESTS
 assert abs(on_sphere["auc_distance"] - on_sphere["auc_angle"]) < 1e-6
+### END HIDDEN TESTS
 
 # %% [markdown]
 # **Exercise 5.** On one P x K batch of embeddings, `geometry.batch_geometry(embeddings,
 # labels)` counts ordered pairs: check that `num_pos = P K (K - 1)` and
 # `num_neg = P K (P - 1) K` (notebook 00's PK ratio, summed over anchors), and draw
 # `plot_pair_histograms` of that batch.
+#
+# *Your answer* (the next code cell) defines `bg`, `P_b` and `K_b`;
+# the cell after it checks them.
 
 # %% [markdown] tags=["solution"]
 # **Solution 5.** Each of the $PK$ anchors has $K-1$ positives and $(P-1)K$ negatives, and
 # `batch_geometry` counts every ordered pair once per anchor. A batch of the DRSL model's
 # gallery embeddings (8 identities with 4 images each) shows it.
 
-# %% tags=["solution"]
+# %% tags=["answer"]
+### BEGIN SOLUTION
 P_b, K_b = 8, 4
 gal = feats["DRSL"][1]
 pick = [np.flatnonzero(g_pids == pid)[:K_b] for pid in np.unique(g_pids[g_pids > 0])]
 pick = np.concatenate([p_ for p_ in pick if len(p_) == K_b][:P_b])
 bg = geometry.batch_geometry(gal[pick], torch.as_tensor(g_pids[pick]))
 print(f"num_pos {bg.num_pos}, num_neg {bg.num_neg}")
-assert bg.num_pos == P_b * K_b * (K_b - 1) and bg.num_neg == P_b * K_b * (P_b - 1) * K_b
 fig = plot_pair_histograms(bg, title="one 8 x 4 batch of DRSL gallery embeddings")
+### END SOLUTION
+
+# %% tags=["check"]
+assert {"bg", "P_b", "K_b"} <= set(globals()), "your answer defines bg, P_b and K_b"
+### BEGIN HIDDEN TESTS
+assert bg.num_pos == P_b * K_b * (K_b - 1) and bg.num_neg == P_b * K_b * (P_b - 1) * K_b
+### END HIDDEN TESTS
 
 # %% [markdown]
 # ## References

@@ -171,11 +171,15 @@ plt.show()
 # - The same functions draw the widgets, the static grid and the Voila app.
 #
 # ## Exercises
-# Each exercise is followed by its solution (hidden in the student edition).
+# Each exercise has an answer cell (a stub in the student edition) and a check cell that
+# grades it (`make assignments`: nbgrader); the solution's explanation comes first here.
 #
 # **Exercise 1.** In the explorer, at `K = 2`, move `P` from `2` to `16`. By what factor does the
 # contrastive loss's mass on positives fall? Predict it from the number of pairs before you
 # look.
+#
+# *Your answer* (the next code cell) defines `factor` and `predicted`;
+# the cell after it checks them.
 
 # %% [markdown] tags=["solution"]
 # **Solution 1.** The contrastive loss is a mean over all $B(B-1)$ ordered pairs, of which
@@ -184,16 +188,26 @@ plt.show()
 # positive pair kept its own pull. Each pull is proportional to the pair's distance, which
 # varies a little between the two toy batches, so the measured factor is close, not equal.
 
-# %% tags=["solution"]
+# %% tags=["answer"]
+### BEGIN SOLUTION
 few_ids, many_ids = explore.summarize_batch(2, 2), explore.summarize_batch(16, 2)
 factor = few_ids.mass["contrastive"]["pos"] / many_ids.mass["contrastive"]["pos"]
 predicted = (2 * 16 - 1) / (2 * 2 - 1)
 print(f"measured factor {factor:.2f}, predicted from the pair counts {predicted:.2f}")
+### END SOLUTION
+
+# %% tags=["check"]
+assert {"factor", "predicted"} <= set(globals()), "your answer defines factor and predicted"
+### BEGIN HIDDEN TESTS
 assert abs(factor / predicted - 1) < 0.2
+### END HIDDEN TESTS
 
 # %% [markdown]
 # **Exercise 2.** Set `sort_weight = 2` and `P = 2`. Where does the extra gradient go, and why
 # is it zero when `sort_weight = 0`? (Hint: spec, the sorting error `l_S - l*_S`.)
+#
+# *Your answer* (the next code cell) defines `m0` and `m2`;
+# the cell after it checks them.
 
 # %% [markdown] tags=["solution"]
 # **Solution 2.** All of it goes to positive pairs: the sorting error $\ell_S - \ell^*_S$ of
@@ -201,17 +215,27 @@ assert abs(factor / predicted - 1) < 0.2
 # positives against positives and leaves the negatives' mass unchanged. With
 # `sort_weight = 0` its weight $\lambda$ multiplies it away.
 
-# %% tags=["solution"]
+# %% tags=["answer"]
+### BEGIN SOLUTION
 m0 = explore.summarize_batch(2, 4, losses=("drsl",), sort_weight=0.0).mass["drsl"]
 m2 = explore.summarize_batch(2, 4, losses=("drsl",), sort_weight=2.0).mass["drsl"]
 print(f"sort_weight 0: positives {m0['pos']:.5f}, negatives {m0['neg']:.5f}")
 print(f"sort_weight 2: positives {m2['pos']:.5f}, negatives {m2['neg']:.5f}")
+### END SOLUTION
+
+# %% tags=["check"]
+assert {"m0", "m2"} <= set(globals()), "your answer defines m0 and m2"
+### BEGIN HIDDEN TESTS
 assert m2["pos"] > m0["pos"] and abs(m2["neg"] - m0["neg"]) < 1e-9
+### END HIDDEN TESTS
 
 # %% [markdown]
 # **Exercise 3.** In the toy tab, train with the triplet loss and with Smooth-AP. Which one
 # keeps pushing once every identity is separated, and why? (Hint: the step function each one
 # uses.)
+#
+# *Your answer* (the next code cell) defines `last_move` and `trip`;
+# the cell after it checks them.
 
 # %% [markdown] tags=["solution"]
 # **Solution 3.** Smooth-AP keeps pushing: its sigmoid step is never exactly flat, so every
@@ -220,13 +244,20 @@ assert m2["pos"] > m0["pos"] and abs(m2["neg"] - m0["neg"]) < 1e-9
 # moves. On well separated identities (the cell starts from `separation = 4`, `noise = 0.3`)
 # the triplet loss reaches 0 and its points stop; Smooth-AP's still move at the last step.
 
-# %% tags=["solution"]
+# %% tags=["answer"]
+### BEGIN SOLUTION
 easy = dict(separation=4.0, noise=0.3, steps=STEPS)
 trip, sap = (explore.train_toy(n, 5, 4, **easy) for n in ("triplet", "smooth_ap"))
 last_move = {r.loss: float((r.positions[-1] - r.positions[-2]).abs().max()) for r in (trip, sap)}
 print(f"final losses: triplet {trip.losses[-1]:.4f}, Smooth-AP {sap.losses[-1]:.2e}; "
       f"last step moved a point by {last_move}")  # fmt: skip
+### END SOLUTION
+
+# %% tags=["check"]
+assert {"last_move", "trip"} <= set(globals()), "your answer defines last_move and trip"
+### BEGIN HIDDEN TESTS
 assert trip.losses[-1] == 0 and last_move["triplet"] == 0 and last_move["smooth_ap"] > 0
+### END HIDDEN TESTS
 
 # %% [markdown]
 # ## References

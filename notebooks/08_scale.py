@@ -458,17 +458,22 @@ assert onnx_gap <= 1e-5
 #   its `CrossBatchMemory`), and `drsl export --onnx` takes a trained model out of Python.
 #
 # ## Exercises
-# Each exercise is followed by its solution (hidden in the student edition).
+# Each exercise has an answer cell (a stub in the student edition) and a check cell that
+# grades it (`make assignments`: nbgrader); the solution's explanation comes first here.
 #
 # **Exercise 1.** Eight processes each draw a $16 \times 4$ batch of distinct identities.
 # Count the positives and negatives one anchor of process 0 sees (batch plus gathered
 # references) and compare the ratio with `pk_pos_neg_ratio`.
+#
+# *Your answer* (the next code cell) defines `W8`, `n_pos` and `n_neg`;
+# the cell after it checks them.
 
 # %% [markdown] tags=["solution"]
 # **Solution 1.** The references are the other seven batches, all negatives: the anchor sees
 # $K - 1$ positives against $(8 \cdot 16 - 1) K$ negatives, the ratio of one $128 \times 4$ batch.
 
-# %% tags=["solution"]
+# %% tags=["answer"]
+### BEGIN SOLUTION
 W8 = 8
 labels_all = [torch.arange(r * 16, (r + 1) * 16).repeat_interleave(4) for r in range(W8)]
 gb8 = GatheredBatch(0, [torch.zeros(64, 1)] * W8, labels_all)
@@ -477,18 +482,28 @@ anchor = labels_all[0][0]
 n_pos = int((labels_all[0] == anchor).sum() - 1 + (ref_l8 == anchor).sum())
 n_neg = len(labels_all[0]) - 1 + len(ref_l8) - n_pos
 print(f"{n_pos} positives, {n_neg} negatives: ratio {n_pos / n_neg:.5f}")
+### END SOLUTION
+
+# %% tags=["check"]
+assert {"W8", "n_pos", "n_neg"} <= set(globals()), "your answer defines W8, n_pos and n_neg"
+### BEGIN HIDDEN TESTS
 assert np.isclose(n_pos / n_neg, pk_pos_neg_ratio(W8 * 16, 4))
+### END HIDDEN TESTS
 
 # %% [markdown]
 # **Exercise 2.** Section 3's uneven split scaled each process's loss by $c_r$. Drop the
 # scale (use $c_r = 1$): which property breaks, and by how much?
+#
+# *Your answer* (the next code cell) defines `unscaled`;
+# the cell after it checks it.
 
 # %% [markdown] tags=["solution"]
 # **Solution 2.** The plain mean of the two per-process losses weighs process 1's four
 # anchors as much as process 0's eight: the value (and so the gradient) no longer equals the
 # whole batch's.
 
-# %% tags=["solution"]
+# %% tags=["answer"]
+### BEGIN SOLUTION
 parts, labels = [f2[:8].detach(), f2[8:].detach()], [y2[:8], y2[8:]]
 plain = []
 for r in (0, 1):
@@ -496,25 +511,41 @@ for r in (0, 1):
     plain.append(drsl_loss(parts[r], labels[r], ref_embeddings=ref_e, ref_labels=ref_l))
 unscaled = torch.stack(plain).mean()
 print(f"unscaled mean {unscaled:.6f} vs whole batch {whole:.6f}: off by {unscaled - whole:+.6f}")
+### END SOLUTION
+
+# %% tags=["check"]
+assert {"unscaled"} <= set(globals()), "your answer defines unscaled"
+### BEGIN HIDDEN TESTS
 assert not torch.isclose(unscaled, whole.detach(), atol=1e-6, rtol=0)
+### END HIDDEN TESTS
 
 # %% [markdown]
 # **Exercise 3.** What does the ratio tend to as the memory grows far beyond one epoch (with
 # $N$ identities of equal size, section 1's estimate)? Could a memory ever reach $1 : 1000$ on a
 # Market-sized set?
+#
+# *Your answer* (the next code cell) defines `limit` and `est`;
+# the cell after it checks them.
 
 # %% [markdown] tags=["solution"]
 # **Solution 3.** For large $R$ the estimate tends to $(R/N) / (R - R/N) = 1/(N-1)$: the
 # memory then mirrors the training set, where one identity faces $N - 1$ others. With $N = 751$
 # identities it saturates near $1 : 750$ and never reaches $1 : 1000$.
 
-# %% tags=["solution"]
+# %% tags=["answer"]
+### BEGIN SOLUTION
 for R in (10**4, 10**5, 10**6):
     est = (K - 1 + R / N_IDS) / ((P - 1) * K + R - R / N_IDS)
     print(f"R = {R:>7}: 1 : {1 / est:.1f}")
 limit = 1 / (N_IDS - 1)
 print(f"limit 1 : {1 / limit:.0f}")
+### END SOLUTION
+
+# %% tags=["check"]
+assert {"limit", "est"} <= set(globals()), "your answer defines limit and est"
+### BEGIN HIDDEN TESTS
 assert 1 / est < 1000 and np.isclose(est, limit, rtol=0.01)
+### END HIDDEN TESTS
 
 # %% [markdown]
 # ## References

@@ -81,31 +81,32 @@ def _tags(cell) -> tuple:
 
 
 @pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.name)
-def test_every_exercise_is_followed_by_its_solution(src):
-    """After "## Exercises": each "**Exercise N.**" cell is followed right away by cells tagged
-    `solution` (a markdown answer and a code cell that runs it), numbered alike; nothing else is
-    tagged `solution`, and no untagged cell sits between an exercise and its solution."""
+def test_every_exercise_has_a_solution_an_answer_cell_and_a_check(src):
+    """After "## Exercises": each "**Exercise N.**" cell is followed by its explanation (a
+    markdown cell tagged `solution`, "**Solution N.**"), an answer cell tagged `answer` whose
+    solution sits between `### BEGIN SOLUTION` and `### END SOLUTION` (nbgrader makes it a stub)
+    and a check cell tagged `check` that asserts something; exercises are numbered 1, 2, ..."""
     cells = jupytext.read(src).cells
     start = next(i for i, c in enumerate(cells) if "## Exercises" in c.source)
-    numbers, i = [], start
-    while i < len(cells):
-        cell = cells[i]
+    numbers = []
+    for i, cell in enumerate(cells):
         found = EXERCISE.findall(cell.source) if cell.cell_type == "markdown" else []
-        if "solution" in _tags(cell) or not found:
-            i += 1
+        if not found or "solution" in _tags(cell):
             continue
-        assert len(found) == 1, f"{src.name}: one exercise per cell, got {found}"
-        numbers.append(int(found[0]))
-        sols = []
-        while i + 1 + len(sols) < len(cells) and "solution" in _tags(cells[i + 1 + len(sols)]):
-            sols.append(cells[i + 1 + len(sols)])
-        assert sols, f"{src.name}: exercise {found[0]} has no solution cell right after it"
-        assert f"**Solution {found[0]}.**" in sols[0].source, f"{src.name}: solution numbering"
-        assert any(c.cell_type == "code" for c in sols), f"{src.name}: exercise {found[0]}: no code"
-        i += 1 + len(sols)
+        assert i >= start and len(found) == 1, f"{src.name}: one exercise per cell, after Exercises"
+        n = found[0]
+        numbers.append(int(n))
+        explain, answer, check = cells[i + 1 : i + 4]
+        assert "solution" in _tags(explain) and f"**Solution {n}.**" in explain.source, src.name
+        assert "answer" in _tags(answer) and answer.cell_type == "code", f"{src.name} ex. {n}"
+        body = answer.source.split("### BEGIN SOLUTION")[-1]
+        assert "### BEGIN SOLUTION" in answer.source and "### END SOLUTION" in body, src.name
+        assert "check" in _tags(check) and "assert " in check.source, f"{src.name} ex. {n}"
+        if "### BEGIN HIDDEN TESTS" in check.source:
+            assert "### END HIDDEN TESTS" in check.source, f"{src.name} ex. {n}"
     assert numbers and numbers == list(range(1, len(numbers) + 1)), f"{src.name}: {numbers}"
-    first = min(i for i, c in enumerate(cells) if "solution" in _tags(c))
-    assert first > start, f"{src.name}: a solution cell before the exercises"
+    graded = [c for c in cells if {"answer", "check"} & set(_tags(c))]
+    assert len(graded) == 2 * len(numbers), f"{src.name}: an answer or check cell outside"
 
 
 @pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.name)
@@ -211,8 +212,8 @@ def test_cells_that_only_build_prose_or_assert_are_hidden_in_the_book(src):
 
     loose = []
     for i, cell in enumerate(jupytext.read(src).cells):
-        if cell.cell_type != "code" or "solution" in _tags(cell):
-            continue
+        if cell.cell_type != "code" or {"solution", "answer", "check"} & set(_tags(cell)):
+            continue  # an exercise's cells: the book shows them as the exercise
         body = ast.parse(cell.source).body
         prose = "Markdown(" in cell.source
         asserts_only = bool(body) and all(isinstance(node, ast.Assert) for node in body)

@@ -14,7 +14,7 @@ from bs4 import BeautifulSoup
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools"))
-from course import course_sources, is_solution, read_source  # noqa: E402
+from course import course_sources, holds_solution, is_solution, read_source  # noqa: E402
 from slides import build_slides  # noqa: E402
 
 SOURCES = course_sources()
@@ -53,8 +53,9 @@ def test_one_slide_per_section_and_no_solution(decks, source):
     assert slides[0].find("h1") is not None
     assert [s.find("h2").get_text().strip().rstrip("\u00b6") for s in slides[1:]] == titles
     cells = read_source(source).cells
-    code = [c for c in cells if c.cell_type == "code" and not is_solution(c)]
+    code = [c for c in cells if c.cell_type == "code" and not holds_solution(c)]
     assert len(soup.select("div.jp-CodeCell")) == len(code), "solutions in the deck, or cells lost"
+    assert "BEGIN SOLUTION" not in soup.get_text(), "an answer cell's solution in the deck"
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import os
 import re
 import sys
@@ -36,13 +37,14 @@ from course import ROOT, course_sources, is_solution, read_source, tags  # noqa:
 ANSWER, CHECK = "answer", "check"
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
+STUB = "# YOUR CODE HERE\nraise NotImplementedError()"  # what a student finds in an answer cell
 CELL_TIMEOUT = 600  # seconds per cell when nbgrader executes a notebook (training cells)
 CONFIG = f"""\
 # nbgrader configuration of the drsl course (written by tools/assignments.py)
 c = get_config()  # noqa: F821
 c.CourseDirectory.course_id = "drsl"
 c.Execute.timeout = {CELL_TIMEOUT}
-c.ClearSolutions.code_stub = {{"python": "# YOUR CODE HERE\\nraise NotImplementedError()"}}
+c.ClearSolutions.code_stub = {{"python": {STUB!r}}}
 """
 _EXERCISE = re.compile(r"^\*\*Exercise (\d+)\.\*\*", re.M)
 
@@ -95,6 +97,34 @@ def nbgrader_notebook(nb):
     return out
 
 
+def release_notebook(nb, exercises: set[int] | None = None):
+    """What ``nbgrader generate_assignment`` makes of an nbgrader source notebook, in process:
+    answers replaced by the stub, hidden tests removed (``exercises``: only those answers
+    cleared, and no hidden test removed: a student's half-done notebook).
+
+    Example:
+        >>> import nbformat
+        >>> nb = nbformat.v4.new_notebook()
+        >>> nb.cells = [nbformat.v4.new_code_cell("### BEGIN SOLUTION\\nx = 1\\n### END SOLUTION",
+        ...     metadata={"nbgrader": {"solution": True, "grade": False, "grade_id": "ex1-answer",
+        ...                            "locked": False, "schema_version": 3}})]
+        >>> release_notebook(nb).cells[0].source
+        '# YOUR CODE HERE\\nraise NotImplementedError()'
+    """
+    from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions
+
+    nb = copy.deepcopy(nb)
+    clear = ClearSolutions(code_stub={"python": STUB})
+    for cell in nb.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id", "")
+        wanted = exercises is None or grade_id in {f"ex{n}-answer" for n in exercises}
+        if grade_id.endswith("-answer") and wanted:
+            clear._replace_solution_region(cell, "python")
+    if exercises is None:
+        nb, _ = ClearHiddenTests().preprocess(nb, {})
+    return nb
+
+
 def write_config(course: Path) -> None:
     course.mkdir(parents=True, exist_ok=True)
     (course / "nbgrader_config.py").write_text(CONFIG)
@@ -125,7 +155,7 @@ def api(course: Path):
     cfg.CourseDirectory.root = str(course)
     cfg.CourseDirectory.course_id = "drsl"
     cfg.Execute.timeout = CELL_TIMEOUT
-    cfg.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+    cfg.ClearSolutions.code_stub = {"python": STUB}
     return NbGraderAPI(config=cfg)
 
 

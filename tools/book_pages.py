@@ -18,7 +18,7 @@ from pathlib import Path
 
 import nbformat
 import tomllib
-from course import ROOT, is_solution, tags, title_of, without_widgets
+from course import ROOT, holds_solution, is_solution, tags, title_of, without_widgets
 
 EXPLORER_NOTE = (
     '<p class="drsl-widget-note"><em>The interactive explorer runs in JupyterLab '
@@ -78,7 +78,7 @@ def with_solution_toggles(cells: list) -> list:
     collapsed toggle: a ``<details>`` opened by a markdown cell before the run, closed after."""
     out, inside = [], False
     for cell in cells:
-        solution = is_solution(cell)
+        solution = holds_solution(cell)
         if solution and not inside:
             out.append(nbformat.v4.new_markdown_cell(SOLUTION_OPEN))
         elif inside and not solution:

@@ -63,6 +63,13 @@ def is_solution(cell) -> bool:
     return SOLUTION_TAG in tags(cell)
 
 
+def holds_solution(cell) -> bool:
+    """Whether the cell shows an exercise's solution: its explanation (tagged ``solution``) or
+    its answer cell (tagged ``answer``; the student's copy is a stub, see tools/assignments.py).
+    The book collapses these behind one "Show solution"; the slides leave them out."""
+    return is_solution(cell) or "answer" in tags(cell)
+
+
 def title_of(nb) -> str:
     """The notebook's title: its first ``# `` heading without the hashes."""
     for cell in nb.cells:

@@ -37,6 +37,7 @@ from course import (  # noqa: E402
     course_sources,
     executed,
     fast_mode,
+    holds_solution,
     is_solution,
     mathjax_dir,
     read_source,
@@ -91,7 +92,7 @@ def slide_notebook(nb, *, with_solutions: bool = False):
     out = nbformat.v4.new_notebook(metadata=dict(nb.metadata))
     previous = None
     for cell in nb.cells:
-        if is_solution(cell) and not with_solutions:
+        if holds_solution(cell) and not with_solutions:
             continue
         pieces = [cell]
         if cell.cell_type == "markdown":

@@ -2,10 +2,12 @@
 
     python tools/student.py [--out build/student]        (make student)
 
-Reads every ``notebooks/NN_name.py`` (jupytext source), drops the cells tagged ``solution``,
-keeps every other cell in order, clears outputs and execution counts, drops the jupytext
-pairing (a handed-out notebook has no ``.py`` twin) and writes ``OUT/NN_name.ipynb`` with the
-python3 kernelspec. The notebooks still run top to bottom (tests/test_student.py executes them).
+Reads every ``notebooks/NN_name.py`` (jupytext source) and writes ``OUT/NN_name.ipynb``: the
+nbgrader *release* of the notebook (``tools/assignments.py``), made in process without a
+gradebook: the solution explanations (cells tagged ``solution``) are dropped, every answer cell
+holds the stub ``raise NotImplementedError()``, the check cells keep their visible checks and
+lose their hidden tests; every other cell is kept in order, without outputs or jupytext pairing.
+``make assignments`` writes the same release with nbgrader itself, plus the gradebook.
 """
 
 from __future__ import annotations
@@ -17,23 +19,14 @@ from pathlib import Path
 import nbformat
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from assignments import nbgrader_notebook, release_notebook  # noqa: E402
 from course import ROOT, course_sources, is_solution, read_source  # noqa: E402
 
 
 def student_notebook(nb):
-    """A copy of ``nb`` without solution cells, outputs, execution counts or jupytext pairing."""
-    out = nbformat.v4.new_notebook(metadata=dict(nb.metadata))
-    out.metadata.pop("jupytext", None)
-    out.metadata.pop("widgets", None)
-    for cell in nb.cells:
-        if is_solution(cell):
-            continue
-        cell = nbformat.from_dict(dict(cell))
-        if cell.cell_type == "code":
-            cell.outputs = []
-            cell.execution_count = None
-        out.cells.append(cell)
-    return out
+    """The student's copy of a course notebook: its nbgrader release (no solution, answers as
+    stubs, no hidden test, no outputs, no jupytext pairing)."""
+    return release_notebook(nbgrader_notebook(nb))
 
 
 def write_student_edition(out: Path, sources: list[Path] | None = None) -> list[Path]:
@@ -60,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         dropped += sum(is_solution(c) for c in nb.cells)
     paths = write_student_edition(args.out)
     print(
-        f"[student] {len(paths)} notebooks in {args.out}/: {dropped} solution cells dropped, "
-        f"{total - dropped} cells kept"
+        f"[student] {len(paths)} notebooks in {args.out}/: {dropped} explanations dropped, "
+        f"{total - dropped} cells kept (answer cells as stubs)"
     )
     return 0
 
