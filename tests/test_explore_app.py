@@ -48,8 +48,9 @@ def app(tmp_path_factory):
     """``python -m drsl.widgets.serve`` as ``make explore`` runs it; yields (port, token)."""
     tmp = tmp_path_factory.mktemp("voila")
     port = _free_port()
-    env = {**os.environ, "DRSL_FAST": "1", "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
-           "JUPYTER_DATA_DIR": str(tmp / "data"), "JUPYTER_CONFIG_DIR": str(tmp / "config")}  # fmt: skip
+    env = {**os.environ, "DRSL_FAST": "1"}
+    for name in ("runtime", "data", "config"):  # Jupyter folders of its own
+        env[f"JUPYTER_{name.upper()}_DIR"] = str(tmp / name)
     log = tmp / "voila.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
