@@ -155,10 +155,12 @@ plt.show()
 # repository root:
 #
 # ```
-# .venv/bin/voila notebooks/06_explore.ipynb
+# make explore
 # ```
 #
-# then open the address it prints (http://localhost:8866 by default).
+# then open the address it prints (http://127.0.0.1:8866/?token=...): the app listens on this
+# machine only and answers only the address with its token, since whoever reaches it drives a
+# Python kernel.
 
 # %% [markdown]
 # ## Summary
