@@ -59,7 +59,7 @@ def test_state_dict_round_trip_is_exact():
     torch.save(mem.state_dict(), buf)
     buf.seek(0)
     again = CrossBatchMemory(10)
-    again.load_state_dict(torch.load(buf))
+    again.load_state_dict(torch.load(buf, weights_only=True))
     for x, y in zip(mem.references(), again.references(), strict=True):
         assert torch.equal(x, y) and x.dtype == y.dtype
     # both continue identically
@@ -167,7 +167,7 @@ def test_memory_loss_resumes_exactly_from_its_state_dict():
     torch.save(first.state_dict(), buf)
     buf.seek(0)
     resumed = MemoryLoss(fn, CrossBatchMemory(10), warmup_steps=1)
-    resumed.load_state_dict(torch.load(buf))
+    resumed.load_state_dict(torch.load(buf, weights_only=True))
     assert resumed.step == 3 and len(resumed.memory) == 10
     assert got + run(resumed, range(3, 6)) == want
 

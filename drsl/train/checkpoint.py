@@ -102,7 +102,7 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     Example:
         >>> import pathlib, tempfile
         >>> p = atomic_save({"a": 1}, pathlib.Path(tempfile.mkdtemp()) / "x.pt")
-        >>> torch.load(p), [q.name for q in p.parent.iterdir()]
+        >>> torch.load(p, weights_only=True), [q.name for q in p.parent.iterdir()]
         ({'a': 1}, ['x.pt'])
     """
     path = Path(path)
