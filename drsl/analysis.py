@@ -2,14 +2,14 @@
 
 The imbalance experiment (``experiments/imbalance.py``) writes one row per evaluated run and
 split to ``experiments/results/imbalance.csv``; everything its README table, figure and
-notebook 04 say is computed here from that file, so anyone can recompute it.
+notebook 05 say is computed here from that file, so anyone can recompute it.
 
 - :func:`select_lr`: the learning rate of each loss, chosen on the *validation* split only;
 - :func:`mean_std` (any grouping; the sweep's table uses it too) and :func:`summary`: mean,
   std and n per cell and loss;
 - :func:`paired_differences`: loss minus baseline over the same seeds (same batches, same
   initialisation), mean and a 95 % Student-t interval;
-- :func:`markdown_table`: the README's and notebook 04's table of the final runs;
+- :func:`markdown_table`: the README's and notebook 05's table of the final runs;
 - :func:`cell_effects`: what moving to a more imbalanced cell does to each loss (the same
   seed in both cells), and how much more it does to a loss than to a baseline.
 
@@ -20,6 +20,7 @@ Statistics*, 2004, sec. 10.2); the validation protocol of ``drsl.data.validation
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -34,6 +35,11 @@ __all__ = [
     "cell_effects",
     "t_interval",
     "markdown_table",
+    "LOSS_LABELS",
+    "REGIMES",
+    "Verdict",
+    "imbalance_verdict",
+    "sweep_history",
 ]
 
 #: the columns that name a loss variant, and a batch cell
@@ -273,3 +279,197 @@ def markdown_table(
         "| chosen lr (validation) | " + " | ".join(f"{lrs[loss]:g}" for loss in losses) + " |"
     )
     return f"{split} {metric} %, mean +- std over seeds {seeds}\n\n" + "\n".join(out)
+
+
+# ------------------------------------------------------------------------------ the verdict
+#: how the verdict and the notebooks name each loss of the experiment
+LOSS_LABELS = {
+    "triplet": "batch-hard triplet",
+    "contrastive": "contrastive",
+    "smooth_ap": "Smooth-AP",
+    "drsl_rank": "DRSL rank only",
+    "drsl": "DRSL",
+}
+#: the two regimes of the experiment, by ``with_ce``
+REGIMES = {False: "with the metric loss alone", True: "with cross-entropy and a BNNeck"}
+
+
+def _label(loss: str) -> str:
+    return LOSS_LABELS.get(loss, loss)
+
+
+def _and(names: Sequence[str]) -> str:
+    names = list(names)
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The computed answer to "does ``loss`` resist extreme imbalance better than the others?".
+
+    A baseline is **outlasted** in a regime (``with_ce``) when the move from the reference cell
+    to the extreme cell costs it more mAP than it costs ``loss`` (paired interval of the extra
+    cost below 0) *and* ``loss`` ends above it in the extreme cell (paired interval above 0).
+
+    Attributes:
+        loss (str): the loss the claim is about. reference, extreme (tuple[int, int, int]):
+            ``(P, K, memory_size)`` of the two endpoints.
+        costs (pd.DataFrame): :func:`cell_effects` of the move, every variant.
+        extra (pd.DataFrame): each baseline's cost minus ``loss``'s (same seed).
+        gaps (pd.DataFrame): ``loss`` minus each baseline in the extreme cell
+            (``baseline, with_ce, n, diff, low, high``).
+        outlasted (dict[bool, tuple[str, ...]]): per ``with_ce``, the baselines outlasted.
+    """
+
+    loss: str
+    reference: tuple[int, int, int]
+    extreme: tuple[int, int, int]
+    costs: pd.DataFrame
+    extra: pd.DataFrame
+    gaps: pd.DataFrame
+    outlasted: dict
+
+    @property
+    def regimes(self) -> tuple[bool, ...]:
+        """The ``with_ce`` values where ``loss`` outlasts at least one baseline."""
+        return tuple(ce for ce in (False, True) if self.outlasted.get(ce))
+
+    @property
+    def headline(self) -> str:
+        """The verdict in one sentence (number-free: every mention of the claim quotes it)."""
+        me = _label(self.loss)
+        if not self.regimes:
+            return (
+                f"On our data the claim is not shown: under extreme imbalance {me} outlasts no "
+                "other loss beyond noise, with or without cross-entropy."
+            )
+        if len(self.regimes) == 2:
+            per = [f"{_and(map(_label, self.outlasted[ce]))} {REGIMES[ce]}" for ce in (False, True)]
+            return (
+                f"On our data the claim holds in both regimes: under extreme imbalance {me} "
+                f"outlasts {_and(per)}, beyond noise."
+            )
+        (ce,) = self.regimes
+        beaten = _and([_label(b) for b in self.outlasted[ce]])
+        return (
+            f"On our data the claim holds in one regime only: {REGIMES[ce]}, under extreme "
+            f"imbalance {beaten} lose more of their mAP than {me} and end below it, beyond "
+            f"noise; {REGIMES[not ce]}, {me} outlasts no other loss."
+        )
+
+
+def imbalance_verdict(
+    rows: pd.DataFrame,
+    *,
+    reference: Sequence[int],
+    extreme: Sequence[int],
+    loss: str = "drsl",
+    phase: str = "final",
+    metric: str = "mAP",
+    level: float = 0.95,
+) -> Verdict:
+    """The verdict on the imbalance claim from an experiment's result rows.
+
+    Args:
+        rows (pd.DataFrame): result rows (``phase, split, seed``, cell and variant columns,
+            ``metric``), e.g. ``experiments/results/imbalance.csv``.
+        reference, extreme (Sequence[int]): ``(P, K, memory_size)`` of the balanced and the
+            extreme endpoint (same batches seed for seed, ideally).
+        loss (str): the loss the claim is about. phase (str): the rows to read.
+        metric (str), level (float): as in :func:`paired_differences`.
+
+    Returns:
+        Verdict: the costs, extra costs, gaps, the outlasted baselines per regime and the
+        headline.
+
+    Example:
+        >>> rows = pd.DataFrame([dict(phase="final", split="test", P=16, K=4, memory_size=m,
+        ...     loss=l, with_ce=False, seed=s, mAP=0.4 + s / 100 - (m > 0) * cost)
+        ...     for m in (0, 64) for s in range(3)
+        ...     for l, cost in (("drsl", 0.0), ("contrastive", 0.3))])
+        >>> v = imbalance_verdict(rows, reference=(16, 4, 0), extreme=(16, 4, 64))
+        >>> v.outlasted[False], v.regimes
+        (('contrastive',), (False,))
+    """
+    reference, extreme = tuple(map(int, reference)), tuple(map(int, extreme))
+    part = rows[rows["phase"] == phase]
+    costs = cell_effects(part, extreme, reference, metric, baseline=None, level=level)
+    extra = cell_effects(part, extreme, reference, metric, baseline=loss, level=level)
+    at_extreme = part[(part[CELL].astype(int) == pd.Series(extreme, index=CELL)).all(axis=1)]
+    gaps = paired_differences(at_extreme, loss, metric, level=level)  # baseline - loss
+    gaps = gaps.assign(
+        baseline=gaps["loss"], diff=-gaps["diff"], low=-gaps["high"], high=-gaps["low"]
+    )[["baseline", "with_ce", "n", "diff", "low", "high"]]
+    outlasted = {}
+    for ce in (False, True):
+        more = extra[(extra["with_ce"] == ce) & (extra["high"] < 0)]["loss"]
+        above = gaps[(gaps["with_ce"] == ce) & (gaps["low"] > 0)]["baseline"]
+        outlasted[ce] = tuple(b for b in LOSS_LABELS if b in set(more) & set(above)) + tuple(
+            sorted((set(more) & set(above)) - set(LOSS_LABELS))
+        )
+    return Verdict(loss, reference, extreme, costs, extra, gaps.reset_index(drop=True), outlasted)
+
+
+# ------------------------------------------------------------------ how we got there: the sweep
+def sweep_history(sweep: pd.DataFrame, studies: pd.DataFrame) -> dict:
+    """What the earlier sweep and sensitivity studies found, as data (no prose).
+
+    The sweep fixed a budget of images and one learning rate, so the batch shape moved the
+    number of steps too; the studies varied the learning rate and fixed the steps.
+    "Beyond noise": a difference of means larger than two standard errors of the difference.
+
+    Args:
+        sweep (pd.DataFrame): ``experiments/results/sweep.csv`` (``P, K, loss, seed, steps,
+            lr, mAP``). studies (pd.DataFrame): ``sensitivity_studies.csv`` (``study, value``
+            and the same columns).
+
+    Returns:
+        dict: ``runs``, ``lr`` (the sweep's one rate), ``steps`` ({(P, K): steps}),
+        ``few_steps_lead`` (CE + DRSL ahead of CE + triplet beyond noise in every cell with at
+        most the median steps), ``many_steps_level`` (within noise in every other cell),
+        ``triplet_best_lr`` ({(P, K): the lr study's best rate for CE + triplet}),
+        ``equal_batch`` ({loss: (mAP % of the more balanced, of the more imbalanced)} for the two
+        fixed-steps cells of one batch size), ``imbalanced_no_worse`` (bool: for every loss).
+    """
+    from drsl.data.sampler import pk_pos_neg_ratio  # the one home of the PK ratio (imports torch)
+
+    table = mean_std(sweep, ["P", "K", "loss"], ["mAP"]).set_index(["P", "K", "loss"])
+    per_cell = sweep.groupby(["P", "K"])["steps"].first()
+    steps = {(int(p), int(k)): int(n) for (p, k), n in per_cell.items()}
+    median = float(np.median(list(steps.values())))
+
+    def beyond(pk, a, b):
+        ra, rb = table.loc[(*pk, a)], table.loc[(*pk, b)]
+        se = np.sqrt(ra.mAP_std**2 / ra.n + rb.mAP_std**2 / rb.n)
+        return ra.mAP_mean - rb.mAP_mean, abs(ra.mAP_mean - rb.mAP_mean) > 2 * se
+
+    few = [pk for pk, n in steps.items() if n <= median]
+    many = [pk for pk, n in steps.items() if n > median]
+    lead = [beyond(pk, "ce+drsl", "ce+triplet") for pk in few]
+    level = [beyond(pk, "ce+drsl", "ce+triplet")[1] for pk in many]
+    lr = mean_std(studies[studies["study"] == "lr"], ["P", "K", "loss", "value"], ["mAP"])
+    trip = lr[lr["loss"] == "ce+triplet"]
+    best_lr = {
+        (int(p), int(k)): float(g.sort_values("mAP_mean").iloc[-1]["value"])
+        for (p, k), g in trip.groupby(["P", "K"])
+    }
+    fixed = mean_std(studies[studies["study"] == "steps"], ["P", "K", "loss"], ["mAP"])
+    fixed["B"] = fixed["P"] * fixed["K"]
+    shared = fixed.groupby("B")[["P", "K"]].apply(lambda g: len(g.drop_duplicates()))
+    size = int(shared[shared > 1].index.max())
+    pair = fixed[fixed["B"] == size].copy()
+    pair["ratio"] = [pk_pos_neg_ratio(p, k) for p, k in zip(pair["P"], pair["K"], strict=True)]
+    equal = {}
+    for loss, g in pair.groupby("loss"):
+        g = g.sort_values("ratio", ascending=False)  # more balanced first
+        equal[loss] = (100 * float(g["mAP_mean"].iloc[0]), 100 * float(g["mAP_mean"].iloc[-1]))
+    return {
+        "runs": len(sweep),
+        "lr": float(sweep["lr"].iloc[0]),
+        "steps": steps,
+        "few_steps_lead": all(d > 0 and b for d, b in lead),
+        "many_steps_level": not any(level),
+        "triplet_best_lr": best_lr,
+        "equal_batch": equal,
+        "imbalanced_no_worse": all(hi >= lo for lo, hi in equal.values()),
+    }

@@ -1,12 +1,16 @@
-"""Command line: ``python -m drsl {train,eval,synth,sweep,sensitivity,imbalance} ...``.
+"""Command line: ``python -m drsl {train,eval,data,export,synth} ...``.
 
 Also installed as the ``drsl`` console script. The options of ``train`` are generated from the
 fields of :class:`drsl.train.config.TrainConfig` (:func:`add_dataclass_options`: one option per
 field, help text from the field's metadata), so an option is declared once. A run config file
 (``--config configs/ce_drsl.toml``, see :func:`drsl.train.config.read_config`) gives values
 first; flags on the command line override it; the resolved config is written to
-``OUT/config.toml``. ``synth``, ``sweep``, ``sensitivity`` and ``imbalance`` hand their arguments to
-``python -m drsl.data.synth`` and ``experiments/{sweep,sensitivity,imbalance}.py``.
+``OUT/config.toml``. ``eval --rerank`` ranks by k-reciprocal re-ranked distances;
+``data check ROOT`` reports a dataset folder; ``export CHECKPOINT --onnx OUT.onnx`` writes the
+embedding network as ONNX. ``synth`` hands its arguments to ``python -m drsl.data.synth``. The
+experiments are not sub-commands: they belong to the checkout (they read ``configs/`` and write
+the committed CSVs of ``experiments/results/``), so they run as ``python experiments/X.py`` and
+share this error policy through :func:`main`'s ``command`` argument.
 
 Errors policy: a user error (a bad value, path, config file, checkpoint or image, a run
 folder in use) prints one line ``drsl: error: ...`` naming the culprit and the fix on stderr
@@ -20,7 +24,9 @@ Example (shell)::
 
     python -m drsl train --config configs/ce_drsl.toml
     python -m drsl train --loss ce+drsl -P 16 -K 4 --epochs 30 --out runs/ce_drsl
-    python -m drsl eval runs/ce_drsl/model.pt
+    python -m drsl eval runs/ce_drsl/model.pt --rerank
+    python -m drsl data check path/to/my_images     # train/<identity>/, test/<identity>/
+    python -m drsl export runs/ce_drsl/model.pt --onnx ce_drsl.onnx
     torchrun --nproc_per_node=2 -m drsl train --device cpu --fast --out runs/ddp  # gloo
     torchrun --nproc_per_node=4 -m drsl train --amp auto --memory-size 4096 --out runs/ddp4
 
@@ -40,26 +46,15 @@ import json
 import os
 import sys
 import typing
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 __all__ = ["add_dataclass_options", "build_parser", "resolve_train", "main"]
 
-#: sub-commands that hand their arguments to another command line: name -> (kind, target, help)
+#: sub-commands that hand their arguments to another command line: name -> (module, help)
 _PASS_THROUGH = {
-    "synth": ("module", "drsl.data.synth", "draw a synthetic dataset (python -m drsl.data.synth)"),
-    "sweep": ("script", "experiments/sweep.py", "the P x K imbalance sweep (experiments/)"),
-    "sensitivity": (
-        "script",
-        "experiments/sensitivity.py",
-        "the delta / lr / steps studies (experiments/)",
-    ),
-    "imbalance": (
-        "script",
-        "experiments/imbalance.py",
-        "the decisive imbalance experiment, tuned on validation (experiments/)",
-    ),
+    "synth": ("drsl.data.synth", "draw a synthetic dataset (python -m drsl.data.synth)"),
 }
 
 
@@ -217,12 +212,52 @@ def _add_eval(sub) -> None:
     e.add_argument("checkpoint", type=Path, help="a model.pt (or last.pt) file")
     _data_args(e)
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    e.add_argument(
+        "--rerank",
+        action="store_true",
+        help="rank by k-reciprocal re-ranked distances (Zhong et al. 2017; k1=20, k2=6, "
+        "lambda=0.3)",
+    )
     _device_args(e)
 
 
+def _add_data(sub) -> None:
+    d = sub.add_parser(
+        "data",
+        help="look at a dataset folder (drsl data check ROOT)",
+        description="Dataset tools.",
+    )
+    dsub = d.add_subparsers(
+        dest="data_command",
+        metavar="ACTION",
+        parser_class=_Parser,
+        help="check: report on a folder",
+    )
+    dsub.required = True
+    c = dsub.add_parser(
+        "check",
+        help="identities, images per identity, cameras, protocol and problems of a dataset",
+        description="Report what a dataset folder holds (any layout drsl reads, including "
+        "ROOT/train/<identity>/ and ROOT/test/<identity>/) and every problem: unreadable "
+        "images (exit status 1), empty identity folders, identities with one image.",
+    )
+    c.add_argument("root", type=Path, help="the dataset folder")
+
+
+def _add_export(sub) -> None:
+    x = sub.add_parser(
+        "export",
+        help="export a checkpoint's embedding network to ONNX",
+        description="Write the embedding network of a checkpoint (eval mode) as ONNX: input "
+        "'images' (B x 3 x H x W uint8 at the checkpoint's size, any B), output 'embeddings' "
+        "(B x D float32, the evaluation transform included). Checked once with onnxruntime.",
+    )
+    x.add_argument("checkpoint", type=Path, help="a model.pt (or last.pt) file")
+    x.add_argument("--onnx", type=Path, required=True, metavar="OUT.onnx", help="the file to write")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The ``drsl`` argument parser (sub-commands ``train``, ``eval``, ``synth``, ``sweep``,
-    ``sensitivity``, ``imbalance``). Imports no torch.
+    """The ``drsl`` argument parser (sub-commands ``train``, ``eval``, ``synth``). Imports no torch.
 
     Returns:
         argparse.ArgumentParser: the parser.
@@ -239,7 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     _add_train(sub)
     _add_eval(sub)
-    for name, (_, target, help_text) in _PASS_THROUGH.items():
+    _add_data(sub)
+    _add_export(sub)
+    for name, (target, help_text) in _PASS_THROUGH.items():
         s = sub.add_parser(
             name, help=help_text, add_help=False, description=f"Runs {target} (see its --help)."
         )
@@ -313,7 +350,8 @@ def _train(args: argparse.Namespace) -> int:
     out = run["out"]
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {out} is an existing file; pass a folder path")
-    from drsl.train import build_criterion, load_data, train
+    from drsl.data.images import load_data
+    from drsl.train import build_criterion, train
 
     if cfg.loss_kwargs:  # fail now, not after loading the data, on a keyword the loss rejects
         try:
@@ -321,8 +359,7 @@ def _train(args: argparse.Namespace) -> int:
         except TypeError as err:
             raise ValueError(f"bad --loss-arg for {cfg.loss}: {err}") from None
     device = _setup(run)
-    from drsl.train.distributed import distributed
-    from drsl.train.parts import main_first
+    from drsl.train.distributed import distributed, main_first
 
     if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 and device.index is not None:
         raise ValueError(
@@ -353,7 +390,6 @@ def _train(args: argparse.Namespace) -> int:
             cfg,
             data,
             out_dir=out,
-            device=ctx.device,
             ctx=ctx,
             resume=not args.no_resume,
             progress=not args.no_progress and ctx.is_main,
@@ -372,7 +408,8 @@ def _eval(args: argparse.Namespace) -> int:
     given = vars(args)
     run = {k: given.get(k) for k in ("data", "fast", "device", "threads")}
     device = _setup(run)
-    from drsl.train import evaluate, load_data, load_model
+    from drsl.data.images import load_data
+    from drsl.train import evaluate, load_model
 
     res = load_model(args.checkpoint, device=device)
     data = load_data(
@@ -384,11 +421,40 @@ def _eval(args: argparse.Namespace) -> int:
             f"evaluating on {data.fingerprint}",
             file=sys.stderr,
         )
-    metrics = evaluate(res.model, data, batch_size=res.config.eval_batch_size)
+    metrics = evaluate(res.model, data, batch_size=res.config.eval_batch_size, rerank=args.rerank)
+    how = "re-ranked" if args.rerank else "plain"
     if args.json:
-        print(json.dumps({"checkpoint": str(args.checkpoint), "dataset": data.name, **metrics}))
+        info = {"checkpoint": str(args.checkpoint), "dataset": data.name, "ranking": how}
+        print(json.dumps({**info, **metrics}))
     else:
-        print(f"{args.checkpoint} ({res.config.loss}) on {data.name}: {_fmt(metrics)}")
+        rr = ", re-ranked" if args.rerank else ""
+        print(f"{args.checkpoint} ({res.config.loss}{rr}) on {data.name}: {_fmt(metrics)}")
+    return 0
+
+
+def _data(args: argparse.Namespace) -> int:
+    from drsl.data.datasets import check_command
+
+    return check_command(args.root)
+
+
+def _export(args: argparse.Namespace) -> int:
+    import torch
+
+    from drsl.train.checkpoint import load_model
+    from drsl.train.evaluation import embed
+    from drsl.train.export import export_onnx, onnx_embed
+
+    out = export_onnx(args.checkpoint, args.onnx)
+    res = load_model(args.checkpoint)
+    c = res.config
+    images = torch.randint(0, 256, (8, 3, c.height, c.width), dtype=torch.uint8)
+    gap = float((onnx_embed(out, images) - embed(res.model, images)).abs().max())
+    print(
+        f"exported {args.checkpoint} -> {out} (images B x 3 x {c.height} x {c.width} uint8 -> "
+        f"embeddings B x {res.model.embedding_dim}); onnxruntime vs PyTorch on 8 random "
+        f"images: max |difference| {gap:.1e}"
+    )
     return 0
 
 
@@ -415,26 +481,9 @@ def _pass_through(name: str, argv: list[str]) -> int:
 
 def _hand_over(name: str, argv: list[str]) -> int:
     import importlib
-    import importlib.util
 
-    from drsl.config import repo_root
-
-    kind, target, _ = _PASS_THROUGH[name]
-    if kind == "module":
-        return int(importlib.import_module(target).main(argv) or 0)
-    path = repo_root() / target
-    if not path.is_file():
-        raise FileNotFoundError(f"{target} not found: 'drsl {name}' runs from a drsl checkout")
-    sys.path.insert(0, str(path.parent))
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[path.stem] = mod  # as ``python script.py`` would (dataclasses look it up)
-    spec.loader.exec_module(mod)
-    prog, sys.argv[0] = sys.argv[0], f"drsl {name}"  # the script's usage line names us
-    try:
-        return int(mod.main(argv) or 0)
-    finally:
-        sys.argv[0] = prog
+    module, _ = _PASS_THROUGH[name]
+    return int(importlib.import_module(module).main(argv) or 0)
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -455,14 +504,20 @@ def _dispatch(argv: Sequence[str] | None) -> int:
     if argv and argv[0] in _PASS_THROUGH:  # the other command line parses (and helps)
         return _pass_through(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
-    return _train(args) if args.command == "train" else _eval(args)
+    commands = {"train": _train, "eval": _eval, "data": _data, "export": _export}
+    return commands[args.command](args)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line.
+def main(
+    argv: Sequence[str] | None = None, *, command: Callable[[list[str]], int] | None = None
+) -> int:
+    """Run the command line under the error policy.
 
     Args:
         argv (Sequence[str], optional): arguments without the program name (default sys.argv).
+        command (Callable, optional): what runs under the policy, given the argument list;
+            default: drsl's own sub-commands. An experiment script ends with
+            ``sys.exit(drsl.cli.main(command=main))``.
 
     Returns:
         int: exit status (0 success, 2 user error, 1 diverged training or a system error
@@ -472,7 +527,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         with sigterm_as_interrupt():
-            return _dispatch(argv)
+            if command is None:
+                return _dispatch(argv)
+            return int(command(list(sys.argv[1:] if argv is None else argv)) or 0)
     except KeyboardInterrupt as err:
         how = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
         print(f"drsl: {how}; run the same command again to resume", file=sys.stderr)

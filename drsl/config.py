@@ -75,8 +75,8 @@ def torch_threads(n: int = 1, *, device=None):
 
     The one home of the package's thread limits. Short, memory-bound passes (the explorer's
     tiny batches, the evaluation's ranking) gain nothing from a second thread and, on a busy
-    machine, wait for a descheduled one (measured in round 1: up to 10x slower with 2 threads
-    under load), so those callers use one thread.
+    machine, wait for a descheduled one (up to 10x slower with 2 threads under load), so those
+    callers use one thread.
 
     Args:
         n (int): threads to use inside the block (>= 1).

@@ -19,6 +19,7 @@ __all__ = [
     "pairwise_euclidean",
     "pairwise_cosine",
     "indexed_cosine",
+    "unit_rows",
     "pairwise_angle",
     "chunked_euclidean",
 ]
@@ -184,14 +185,28 @@ def pairwise_cosine(x: Tensor, y: Tensor | None = None, *, eps: float = 1e-8) ->
                 [-1.,  0.,  1.]])
     """
     y_ = _check_pair(x, y)
-    xn = _unit_rows(x, eps)
-    yn = xn if y is None else _unit_rows(y_, eps)
+    xn = unit_rows(x, eps)
+    yn = xn if y is None else unit_rows(y_, eps)
     return (xn @ yn.transpose(0, 1)).clamp(-1.0, 1.0)
 
 
-def _unit_rows(x: Tensor, eps: float) -> Tensor:
-    # rows (last dim) to unit length; each row is first divided by a power of two near its
-    # largest entry (exact), so that the norm neither overflows nor underflows
+def unit_rows(x: Tensor, eps: float = 1e-8) -> Tensor:
+    """Rows (last dimension) scaled to unit length, without overflow or underflow.
+
+    Each row is first divided by a power of two near its largest entry (exact), so its norm
+    neither overflows for huge rows nor vanishes for tiny ones; a zero row stays zero.
+
+    Args:
+        x (Tensor): ``... x D``. eps (float): floor under each norm. Default 1e-8.
+
+    Returns:
+        Tensor: same shape, device and dtype.
+
+    Example:
+        >>> unit_rows(torch.tensor([[3e30, 4e30], [0.0, 0.0]]))
+        tensor([[0.6000, 0.8000],
+                [0.0000, 0.0000]])
+    """
     xs = x / _pow2_scale(x, dim=-1)
     return xs / xs.norm(dim=-1, keepdim=True).clamp_min(eps)
 
@@ -220,7 +235,7 @@ def indexed_cosine(x: Tensor, index: Tensor, *, eps: float = 1e-8) -> Tensor:
         raise ValueError(f"x must be 2-D (n x D), got shape {tuple(x.shape)}")
     if index.dim() != 2 or index.shape[0] != x.shape[0]:
         raise ValueError(f"index must be n x P with n = {x.shape[0]}, got {tuple(index.shape)}")
-    xn = _unit_rows(x, eps)
+    xn = unit_rows(x, eps)
     picked = xn.index_select(0, index.reshape(-1)).view(*index.shape, x.shape[1])
     return (picked * xn[:, None, :]).sum(dim=2).clamp(-1.0, 1.0)
 

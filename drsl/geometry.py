@@ -30,7 +30,7 @@ import torch
 from scipy.stats import ConstantInputWarning, rankdata, spearmanr
 
 from drsl.distances import pairwise_angle, pairwise_euclidean
-from drsl.metrics.protocol import as_ids, pair_masks
+from drsl.metrics.protocol import as_ids, as_matrix, pair_masks
 from drsl.metrics.queries import (
     QUERY_ORDERS,
     QueryRanking,
@@ -79,15 +79,6 @@ def _as_features(x, name: str) -> torch.Tensor:
 def _ids(x, n: int | None, name: str) -> np.ndarray:
     """A 1-D int64 NumPy array of length ``n`` (:func:`drsl.metrics.protocol.as_ids`)."""
     return as_ids(x, name, n, device="cpu").numpy()
-
-
-def _as_matrix(x, name: str) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
-    a = np.asarray(x)
-    if a.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (nq x ng), got shape {a.shape}")
-    return a
 
 
 #: Positive and negative pairs under the protocol: :func:`drsl.metrics.protocol.pair_masks`.
@@ -320,7 +311,7 @@ def overlap_fraction(values, pos_mask, neg_mask) -> float:
         >>> overlap_fraction(v, [[1, 1, 0], [1, 1, 0]], [[0, 0, 1], [0, 0, 1]])
         0.5
     """
-    v = _as_matrix(values, "values").astype(np.float64, copy=False)
+    v = as_matrix(values, "values").astype(np.float64, copy=False)
     pos = np.asarray(pos_mask, dtype=bool)
     neg = np.asarray(neg_mask, dtype=bool)
     if pos.shape != v.shape or neg.shape != v.shape:
@@ -365,8 +356,8 @@ def spearman_per_query(dist, angle, pos_mask, *, min_positives: int = 3):
     """
     if min_positives < 2:
         raise ValueError(f"min_positives must be >= 2, got {min_positives}")
-    d = _as_matrix(dist, "dist").astype(np.float64, copy=False)
-    a = _as_matrix(angle, "angle").astype(np.float64, copy=False)
+    d = as_matrix(dist, "dist").astype(np.float64, copy=False)
+    a = as_matrix(angle, "angle").astype(np.float64, copy=False)
     pos = np.asarray(pos_mask, dtype=bool)
     if d.shape != a.shape or pos.shape != d.shape:
         raise ValueError(
@@ -453,7 +444,7 @@ def per_query_auc(values, pos_mask, neg_mask):
         >>> auc.tolist(), idx.tolist()
         ([0.75], [0])
     """
-    v = _as_matrix(values, "values").astype(np.float64, copy=False)
+    v = as_matrix(values, "values").astype(np.float64, copy=False)
     pos = np.asarray(pos_mask, dtype=bool)
     neg = np.asarray(neg_mask, dtype=bool)
     if pos.shape != v.shape or neg.shape != v.shape:

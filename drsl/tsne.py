@@ -4,8 +4,7 @@
 Two caches: on disk through ``joblib.Memory`` when a folder is given, and in memory (the last
 32 results, keyed by a hash of the features and of every parameter). The in-memory one is kept
 for the calls without a folder (nothing is written by default), where the alternative is a new
-fit (measured here: 10 s for 400 points); with a folder it saves little (a disk hit took
-1.2 ms, a memory hit 0.25 ms).
+fit (seconds); with a folder it saves little (a disk hit costs about a millisecond).
 
 Reference: van der Maaten & Hinton, "Visualizing Data using t-SNE", JMLR 2008;
 ``sklearn.manifold.TSNE``; ``joblib.Memory``.

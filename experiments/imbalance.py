@@ -27,7 +27,7 @@ workers can share the grid and a stopped one is taken over by the next: start on
 
 and run the same command again after an interruption (only the runs in flight are lost).
 ``python experiments/imbalance.py status`` counts what is done, ``plot`` redraws the figures,
-``table`` prints the README's tables (also ``python -m drsl imbalance ...``).
+``table`` prints the README's tables.
 
 Reference: the paper's imbalance claim (abstract); spec ``drsl-loss.md``, "Why it suits
 imbalance" and "Beyond the batch" (the memory).
@@ -102,7 +102,7 @@ def plot_all() -> int:
 
 
 def tables(metric: str = "mAP", phase: str = "final") -> str:
-    """The Markdown tables of the README and notebook 04: the ``final`` runs with CE, then
+    """The Markdown tables of the README and notebook 05: the ``final`` runs with CE, then
     alone; for ``phase="long"``, the runs at a multiple of the budget (alone)."""
     import pandas as pd
 
@@ -474,4 +474,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from drsl.cli import main as drsl_main  # the one error policy: one line, exit 2 / 130
+
+    sys.exit(drsl_main(command=main))

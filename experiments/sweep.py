@@ -21,7 +21,6 @@ repeated alone with ``python -m drsl train --config configs/sweep/p32_k4.toml --
 Usage::
 
     python experiments/sweep.py                    # run what is missing, then plot
-    python -m drsl sweep --max-runs 10             # the same, through the drsl command line
     python experiments/sweep.py --max-runs 10      # ten more runs
     python experiments/sweep.py --plot-only        # redraw the figure and the table
 
@@ -123,7 +122,7 @@ def train_row(
         base (drsl.train.TrainConfig): shared settings (width, lr, ...); the run overrides
             ``loss``, ``P``, ``K``, ``seed``, ``max_steps``, ``warmup_steps`` (a tenth of the
             steps, at most 50) and, when given, ``loss_kwargs``.
-        data (drsl.train.ReIDData): the dataset. P, K, seed, steps (int): the run.
+        data (drsl.data.images.ReIDData): the dataset. P, K, seed, steps (int): the run.
         loss (str): a ``drsl.train`` loss name. loss_kwargs (dict, optional): its keywords.
 
     Returns:
@@ -212,7 +211,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from drsl.train import load_data
+    from drsl.data.images import load_data
 
     torch.set_num_threads(args.threads)
     base = base_config(base_width=args.base_width, lr=args.lr)
@@ -244,4 +243,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from drsl.cli import main as drsl_main  # the one error policy: one line, exit 2 / 130
+
+    sys.exit(drsl_main(command=main))

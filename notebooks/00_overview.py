@@ -141,11 +141,13 @@ assert np.allclose(res.cmc, cmc_by_hand)
 # smoothed version of it directly, and why the course reports mAP first and CMC rank-1 second.
 #
 # ## 3. Why mini-batches are imbalanced
-# This section is the course's one lesson on the **PK ratio**; notebooks 03, 04 and 06 refer
-# back here. Metric losses are trained on mini-batches of $P$ identities with $K$ images each (a "PK
+# This section is the course's one lesson on the **PK ratio**; notebooks 03, 04, 05 and 07
+# refer back here. Metric losses are trained on mini-batches of $P$ identities with $K$ images
+# each (a "PK
 # batch"). Every image is in turn the anchor. It has $K - 1$ **positives** (the other images of
-# its identity) and $(P-1)K$ **negatives**. With the common $P = 16, K = 4$: 3 positives
-# against 60 negatives. Let us count them in a real batch from `drsl.data.sampler.PKSampler`.
+# its identity) and $(P-1)K$ **negatives**. With the common $P = 16, K = 4$: $K - 1 = 3$
+# positives against $(P-1)K = 60$ negatives. Let us count them in a real batch from
+# `drsl.data.sampler.PKSampler`.
 
 # %%
 P, K = 16, 4
@@ -179,9 +181,10 @@ plt.show()
 # DRSL's answer (notebook 01): for each positive, measure a **ranking error** that is a
 # precision (normalised by the rank, so it does not grow with the number of negatives), and
 # split the update so that positives receive exactly as much push as the negatives get
-# (notebook 02 checks this balance). Notebook 04 then tests whether it helps as the ratio
-# becomes extreme; notebook 06 lets you move $P$ and $K$ and watch; notebook 07 adds a
-# cross-batch memory and more processes, which push the ratio far lower (07 computes how far).
+# (notebook 02 checks this balance). Notebook 05 then tests whether it helps as the ratio
+# becomes extreme; notebook 07 lets you move $P$ and $K$ and watch; notebook 08 adds a
+# cross-batch memory and more processes, which push the ratio far lower
+# (notebook 08 computes how far).
 #
 # ## 4. The map of the course
 # | # | notebook | what it teaches |
@@ -190,10 +193,11 @@ plt.show()
 # | 01 | derive | AP -> ranking error -> sorting error -> DRSL, on a worked example |
 # | 02 | gradients | finite differences, gradcheck, identity update vs smooth gradient |
 # | 03 | data | synthetic identities and cameras, PK batches, the evaluation protocol |
-# | 04 | train | a compact model, training, the imbalance experiment's results |
-# | 05 | geometry | t-SNE, distance and angle distributions, rank-in-rank, ranking plots |
-# | 06 | explore | the positive/negative ratio explorer (widgets) and a static fallback |
-# | 07 | scale | reference items, cross-batch memory, data-parallel training (`torchrun`) |
+# | 04 | train | a compact model, training, the shipped checkpoints, resuming a run |
+# | 05 | imbalance | the imbalance experiment: question, plan, results, one computed verdict |
+# | 06 | geometry | t-SNE, distance and angle distributions, rank-in-rank, ranking plots |
+# | 07 | explore | the positive/negative ratio explorer (widgets) and a static fallback |
+# | 08 | scale | reference items, cross-batch memory, data-parallel training (`torchrun`) |
 
 # %% [markdown]
 # ## Summary
@@ -201,8 +205,8 @@ plt.show()
 #   camera are removed before scoring.
 # - AP averages the precision at every true match; mAP, CMC and mINP summarise a test set, and
 #   `drsl.metrics.evaluate_rank` reproduces the hand computation.
-# - A P x K batch gives each anchor $K-1$ positives and $(P-1)K$ negatives: 3 : 60 at the usual
-#   16 x 4, which is the imbalance DRSL is designed to withstand.
+# - A P x K batch gives each anchor $K-1$ positives and $(P-1)K$ negatives: $3 : 60$ at the
+#   usual $16 \times 4$, which is the imbalance DRSL is designed to withstand.
 #
 # ## Exercises
 # Each exercise is followed by its solution (hidden in the student edition).

@@ -91,8 +91,8 @@ for n, dj, tj, pj in zip(names[1:], dist, t, is_pos, strict=True):
 # %% [markdown]
 # The picture of the ranked list: left is retrieved first. The positives are coloured by
 # their angle target. Two things are wrong: negatives `n1`, `n2`, `n3` are retrieved before
-# some positives (a **ranking** problem), and `p2` (target 0.60) comes before `p3` (target
-# 0.80), against the angle order (a **sorting** problem inside the positives).
+# some positives (a **ranking** problem), and `p2` comes before `p3` although its angle
+# target is lower, against the angle order (a **sorting** problem inside the positives).
 
 # %%
 fig = PL.plot_anchor_list(dist, is_pos, t, names=names[1:], delta=L.DEFAULT_DELTA)
@@ -107,9 +107,11 @@ plt.show()
 # pessimistically, as in RS Loss), every positive $i$ has a rank among all items and a rank
 # among the positives:
 #
-# $$\mathrm{rank}(i) = 1 + \sum_{j \in P_a \cup N_a} H(s_j - s_i), \quad
-#   \mathrm{rank}^+(i) = 1 + \sum_{j \in P_a} H(s_j - s_i), \quad
-#   N_{FP}(i) = \sum_{j \in N_a} H(s_j - s_i).$$
+# $$\begin{aligned}
+#   \mathrm{rank}(i) &= 1 + \sum_{j \in P_a \cup N_a} H(s_j - s_i), \\
+#   \mathrm{rank}^+(i) &= 1 + \sum_{j \in P_a} H(s_j - s_i), \\
+#   N_{FP}(i) &= \sum_{j \in N_a} H(s_j - s_i).
+# \end{aligned}$$
 #
 # The precision at positive $i$ is $\mathrm{rank}^+(i) / \mathrm{rank}(i)$ and AP is its mean
 # over the positives. One minus the precision is the **ranking error**
@@ -180,7 +182,7 @@ assert L.drsl_loss(collapsed, labels, angle_embeddings=f, smoothing="hard") > 0
 # $\delta$ to each other now count as "partly before". The default
 # $\delta = 0.3$ (`L.DEFAULT_DELTA`) is in distance units: a (positive, negative) pair stops
 # contributing once the negative is $\delta$ farther, exactly the zero-loss condition of a
-# triplet hinge with margin 0.3. The plot is drawn from `L.step_function`.
+# triplet hinge whose margin equals $\delta$. The plot is drawn from `L.step_function`.
 
 # %%
 x = torch.linspace(-1, 1, 401)
@@ -241,7 +243,7 @@ for p_, i in enumerate(pos):
     assert l_sort[i] - l_sort_t[i] >= 0
 
 # %% [markdown]
-# Only `p3` has a sorting error: `p2`, of lower target (0.60 < 0.80), is ranked above it.
+# Only `p3` has a sorting error: `p2`, of lower target, is ranked above it.
 
 # %% [markdown]
 # ## 5. DRSL for one anchor and for the batch
@@ -283,7 +285,7 @@ plt.show()
 # The two must agree, and the cell checks it on the worked example and on a random batch, for
 # the three steps.
 
-# %%
+# %% tags=["remove-input"]
 display(Markdown(f"```python\n{inspect.getsource(drsl_loss_dense)}```"))
 emb_r = torch.randn(12, 4, generator=torch.Generator().manual_seed(1))
 lab_r = torch.arange(4).repeat_interleave(3)
@@ -462,7 +464,7 @@ print("one jumped ahead:  l_S - l*_S =", excess.tolist())
 assert excess.max() > 0
 
 # %% [markdown]
-# **Exercise 3.** Change $\delta$ to 0.05 and to 1.0 in section 3: which pairs enter the ramp,
+# **Exercise 3.** Change $\delta$ to $0.05$ and to $1.0$ in section 3: which pairs enter the ramp,
 # and how do the ranking errors move?
 
 # %% [markdown] tags=["solution"]

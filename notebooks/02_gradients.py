@@ -232,7 +232,7 @@ plt.show()
 # smoothed step is flat (it works at $\delta \to 0$, where the smooth gradient vanishes).
 #
 # ## 6. Balance as the batch gets more imbalanced
-# This section is the course's one lesson on the **balance property** (notebook 06 uses it).
+# This section is the course's one lesson on the **balance property** (notebook 07 uses it).
 # With $K$ images per identity and $P$ identities, an anchor has $K-1$ positives and
 # $(P-1)K$ negatives (the PK ratio of notebook 00). `L.gradient_mass` sums
 # $|\partial L/\partial d|$ over positive pairs and over negative pairs. The ranking part of
@@ -275,7 +275,7 @@ plt.show()
 # batch); the contrastive loss drifts towards the negatives as $P$ grows. Right: to keep the
 # totals equal, each positive pair gets $(P-1)K/(K-1)$ times the push of a negative pair
 # under the identity update. This is the mechanism the paper credits for resisting
-# imbalance; it is a property of the update, not yet of training: notebook 04 tests whether
+# imbalance; it is a property of the update, not yet of training: notebook 05 tests whether
 # it helps training on our data.
 
 # %%

@@ -5,7 +5,9 @@ Checked on every page: it loads with no request leaving ``file://`` (MathJax, th
 search are served from the book itself), MathJax has left no raw ``$...$``, ``\\(`` or ``\\[`` in
 the rendered text, no traceback is shown; every notebook page has figures that load; every
 internal link resolves (file and anchor); the search box finds a course word; solutions are
-collapsed. The landing page's screenshot goes to ``test-artifacts/book/landing.png``.
+collapsed. The layout at 1280 x 900 (tests/layout.py): no formula clipped, at most one toggle per
+exercise, no figure sticking out of its column or shrunk unreadably; a crafted page with one of
+each fault shows that the checks catch them. Screenshots go to ``test-artifacts/book/``.
 The build takes about 3 minutes on 2 cores (executing the notebooks is most of it).
 """
 
@@ -20,10 +22,17 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 from chromium import CHROMIUM, CHROMIUM_ARGS
+from layout import CLIPPED_MATH, OVERWIDE_FIGURES, TOGGLES_PER_EXERCISE
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tools"))
+from book_pages import launch_header, solution_count, student_minutes  # noqa: E402
+from course import read_source  # noqa: E402
+
+VIEWPORT = {"width": 1280, "height": 900}
+MAX_SHRINK = 1.5  # a figure shown narrower than its width / 1.5 is unreadable (tests/layout.py)
 ARTIFACTS = REPO / "test-artifacts" / "book"
 RAW_MATH = re.compile(r"\$[^$\s][^$\n]*\$|\\\(|\\\[")
 LOCAL_SCHEMES = ("file:", "data:", "blob:", "about:")
@@ -51,26 +60,67 @@ def _course_stems() -> list[str]:
     return [p.stem for p in sorted((REPO / "notebooks").glob("[0-9][0-9]_*.py"))]
 
 
-def test_book_has_every_notebook_the_spec_the_guide_results_and_api(book):
+def test_book_has_every_notebook_the_spec_the_guide_the_glossary_and_api(book):
     out = book["out"]
     for stem in _course_stems():
         assert (out / "notebooks" / f"{stem}.html").is_file(), stem
-    for page in ("index", "spec", "instructor", "results", "api", "search", "genindex"):
+    for page in ("index", "spec", "instructor", "glossary", "api", "search", "genindex"):
         assert (out / f"{page}.html").is_file(), page
+    assert not (out / "results.html").is_file(), "the build-timing page is back"
     assert list((out / "generated").glob("drsl.*.html")), "no API page generated"
     assert (out / "_static" / "mathjax" / "MathJax.js").is_file()
     warnings = (book["src"] / "sphinx-warnings.log").read_text()
     assert "failed to import" not in warnings, warnings[:2000]
-    landing = (out / "index.html").read_text()
-    for stem in _course_stems():  # the course map links every notebook and says its time
-        assert f"notebooks/{stem}.html" in landing, stem
+    glossary = (out / "glossary.html").read_text()
+    for term in ("BNNeck", "PK batch", "mINP", "junk", "distractor", "reference item", "XBM"):
+        assert f'id="term-{term.replace(" ", "-")}"' in glossary, term
+
+
+def test_landing_page_gives_each_notebook_its_class_time_from_the_guide(book):
     from bs4 import BeautifulSoup
 
-    cells = [td.get_text().strip() for td in BeautifulSoup(landing, "html.parser").find_all("td")]
-    times = [int(c[:-2]) for c in cells if re.fullmatch(r"\d+ s", c)]
-    # one time per notebook, then the total row
-    assert len(times) == len(_course_stems()) + 1, "no time per notebook on the landing page"
-    assert abs(sum(times[:-1]) - times[-1]) <= len(times), "the total is not the sum of the rows"
+    landing = (book["out"] / "index.html").read_text()
+    planned = student_minutes((REPO / "docs" / "instructor.md").read_text())
+    rows = BeautifulSoup(landing, "html.parser").select("table tbody tr")
+    shown = {}
+    for row in rows:
+        cells = [td.get_text().strip() for td in row.find_all("td")]
+        link = row.find("a", href=True)
+        if link and re.fullmatch(r"\d+ min", cells[-1]):
+            shown[Path(link["href"]).stem] = int(cells[-1].split()[0])
+    assert shown == {stem: planned[stem] for stem in _course_stems()}
+    assert f"{sum(shown.values())} min" in rows[-1].get_text(), "the total row"
+    assert not re.search(r"\d+ s\b", " ".join(r.get_text() for r in rows)), "build seconds shown"
+    log = (book["src"] / "build-times.txt").read_text()  # the build's own timings: in its log
+    for stem in _course_stems():
+        assert re.search(rf"^{stem}\t[\d.]+ s$", log, flags=re.M), stem
+
+
+def test_the_spec_page_typesets_its_formulas(book):
+    html = (book["out"] / "spec.html").read_text()
+    assert "sum_{j in P_a u N_a}" not in html, "the ASCII formula block is still shown"
+    assert "\\mathrm{rank}^+(i)" in html and "\\ell^*_S(i)" in html
+
+
+def test_each_notebook_page_offers_its_notebook_for_download(book):
+    out = book["out"]
+    for stem in _course_stems():
+        html = (out / "notebooks" / f"{stem}.html").read_text()
+        found = re.search(rf'href="(\.\./_downloads/[0-9a-f]+/{stem}\.ipynb)"', html)
+        assert found, f"{stem}: no download link"
+        import nbformat
+
+        nb = nbformat.read(out / "notebooks" / found.group(1), as_version=4)
+        assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), stem
+
+
+def test_launch_links_follow_the_repository_url():
+    alone = launch_header("00_overview", "../x/00_overview.ipynb", None)
+    assert "Download this notebook" in alone and "binder" not in alone.lower()
+    links = launch_header("00_overview", "../x/00_overview.ipynb", "https://github.com/o/r")
+    assert "https://mybinder.org/v2/gh/o/r/main?labpath=notebooks/00_overview.ipynb" in links
+    colab = "https://colab.research.google.com/github/o/r/blob/main/notebooks/00_overview.ipynb"
+    assert colab in links
 
 
 def _internal_links(out: Path, page: Path):
@@ -140,7 +190,7 @@ class _Tab:
     """One browser tab that records every request leaving file:// since the last ``goto``."""
 
     def __init__(self, browser):
-        self.page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        self.page = browser.new_page(viewport=VIEWPORT)
         self.external: list[str] = []
         self.page.on("request", self._record)
 
@@ -185,6 +235,8 @@ def test_every_page_loads_offline_with_math_rendered_and_no_traceback(book, brow
                 problems.append(f"{name}: figures {sizes} (none, or one did not load)")
         if name == "index.html":
             page.screenshot(path=ARTIFACTS / "landing.png", full_page=True)
+        elif name.startswith("notebooks/") or name in ("spec.html", "glossary.html"):
+            page.screenshot(path=ARTIFACTS / f"{path.stem}.png")
     tab.page.close()
     assert problems == [], "\n".join(problems)
     assert typeset >= len(_course_stems()), "MathJax typeset too few pages"
@@ -203,3 +255,66 @@ def test_solutions_are_collapsed_and_search_finds_a_course_word(book, browser):
     assert page.locator("ul.search li").count() >= 1
     assert tab.external == []
     page.close()
+
+
+def _layout_problems(page, *, expected_toggles: int | None = None) -> tuple[list[str], dict]:
+    """The page's layout faults (tests/layout.py) and how much was measured."""
+    page.evaluate(_MATHJAX_DONE)
+    maths = page.evaluate(CLIPPED_MATH, "article")
+    toggles = page.evaluate(TOGGLES_PER_EXERCISE, "article")
+    figures = page.evaluate(OVERWIDE_FIGURES, ["article", ".bd-content", MAX_SHRINK])
+    problems = maths["problems"] + toggles["problems"] + figures["problems"]
+    if expected_toggles is not None and toggles["toggles"] != expected_toggles:
+        problems.append(f"{toggles['toggles']} solution toggles for {expected_toggles} solutions")
+    counts = {"formulas": maths["measured"], "figures": figures["measured"]}
+    return problems, counts | {"exercises": toggles["exercises"]}
+
+
+def test_layout_fits_formulas_toggles_and_figures_on_every_page(book, browser):
+    """At 1280 x 900: no formula clipped, one toggle per exercise, every figure fits."""
+    problems, totals, tab = [], {"formulas": 0, "figures": 0, "exercises": 0}, _Tab(browser)
+    sources = {stem: REPO / "notebooks" / f"{stem}.py" for stem in _course_stems()}
+    solutions = {stem: solution_count(read_source(path)) for stem, path in sources.items()}
+    for path in _pages(book["out"]):
+        name = path.relative_to(book["out"]).as_posix()
+        if name.startswith("generated/"):
+            continue  # the API pages: docstrings, no figures or exercises
+        page = tab.goto(path.as_uri())
+        found, counts = _layout_problems(page, expected_toggles=solutions.get(path.stem))
+        problems += [f"{name}: {p}" for p in found]
+        totals = {k: totals[k] + counts[k] for k in totals}
+    tab.page.close()
+    assert problems == [], "\n".join(problems)
+    assert totals["formulas"] > 100 and totals["figures"] >= len(_course_stems()), totals
+    assert totals["exercises"] == sum(solutions.values()), totals
+
+
+CRAFTED = """
+<p><strong>Exercise 1.</strong> A crafted exercise with two toggles.</p>
+<details><summary>Show solution</summary><p>one</p></details>
+<details><summary>Show solution</summary><p>two</p></details>
+<div style="overflow: hidden; width: 240px">\\[\\begin{matrix} a_{1} & a_{2} & a_{3} & a_{4} &
+ a_{5} & a_{6} & a_{7} & a_{8} & a_{9} & a_{10} & a_{11} & a_{12} & a_{13} & a_{14} & a_{15}
+ & a_{16} & a_{17} & a_{18} \\end{matrix}\\]</div>
+<img alt="wide" src="data:image/svg+xml;utf8,<svg xmlns='http://www.w3.org/2000/svg'
+ width='2400' height='300'><rect width='2400' height='300' fill='teal'/></svg>">
+"""
+
+
+def test_layout_checks_catch_a_clipped_formula_a_second_toggle_and_a_wide_figure(book, browser):
+    """A page of the built book (same theme, CSS and MathJax) with one of each fault planted."""
+    glossary = (book["out"] / "glossary.html").read_text(encoding="utf-8")
+    start = glossary.index("<article")
+    body = glossary.index(">", start) + 1
+    crafted = book["out"] / "crafted.html"
+    crafted.write_text(glossary[:body] + CRAFTED + glossary[glossary.index("</article>") :])
+    tab = _Tab(browser)
+    page = tab.goto(crafted.as_uri())
+    problems, counts = _layout_problems(page)
+    page.screenshot(path=ARTIFACTS / "crafted-faults.png")
+    tab.page.close()
+    crafted.unlink()
+    text = "\n".join(problems)
+    assert len(problems) == 3, text
+    assert "clipped" in problems[0] and "Exercise 1. has 2 toggles" in problems[1], text
+    assert "wide" in problems[2] and "shrunk" in problems[2], text

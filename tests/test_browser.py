@@ -34,7 +34,7 @@ pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
-NOTEBOOK = NOTEBOOKS / "06_explore.ipynb"
+NOTEBOOK = NOTEBOOKS / "07_explore.ipynb"
 ARTIFACTS = REPO / "test-artifacts" / "browser"
 TIMEOUT_MS = 90_000
 
@@ -50,7 +50,7 @@ def _skip_reason() -> str | None:
     except ImportError as err:  # pragma: no cover - it is in requirements.lock
         return f"playwright for Python is not installed ({err})"
     if not NOTEBOOK.is_file():
-        return f"{NOTEBOOK} is missing (jupytext --to ipynb notebooks/06_explore.py)"
+        return f"{NOTEBOOK} is missing (jupytext --to ipynb notebooks/07_explore.py)"
     return None
 
 

@@ -12,12 +12,12 @@ from test_cli import write_market
 
 from drsl.cli import main
 from drsl.config import repo_root
+from drsl.data.images import make_random_data
 from drsl.train import (
     CheckpointError,
     TrainConfig,
     load_model,
     load_or_train,
-    make_random_data,
     train,
 )
 from drsl.train.checkpoint import SAFE_GLOBALS, read_state

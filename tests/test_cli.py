@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -76,6 +77,31 @@ def test_cli_bad_checkpoint_file(capsys, tmp_path):
     bad.write_bytes(b"garbage")
     code, err = run_err(capsys, ["eval", str(bad)])
     assert code == 2 and "not a readable checkpoint" in err
+
+
+def test_an_experiment_script_shares_the_error_policy(capsys, tmp_path):
+    """Experiments run as ``python experiments/X.py`` and fail like ``drsl`` does: one line."""
+
+    def script_main(argv):
+        raise FileNotFoundError(f"{tmp_path / 'grid.toml'} not found ({len(argv)} argument)")
+
+    code = main(["x"], command=script_main)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err == f"drsl: error: {tmp_path / 'grid.toml'} not found (1 argument)"
+    assert main(["run"], command=lambda argv: 0) == 0
+
+
+def test_experiments_are_scripts_of_the_checkout_not_subcommands(capsys):
+    code, err = run_err(capsys, ["imbalance", "status"])
+    assert code == 2 and "invalid choice: 'imbalance'" in err
+    out = subprocess.run(
+        [sys.executable, "experiments/imbalance.py", "status", "--configs", "/no/such/configs"],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert out.returncode == 2 and "/no/such/configs/grid.toml" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
 
 
 def test_help_explains_every_option():

@@ -22,7 +22,7 @@ def _cfg(path) -> TrainConfig:
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.rglob("*.toml")), ids=lambda p: p.name)
 def test_every_config_file_reads(path):
-    """Run configs validate; the two grids (not run configs) hold what the scripts read."""
+    """Run configs validate; the grids and the plan (not run configs) hold what the scripts read."""
     import tomllib
 
     if path.name == "grid.toml" and path.parent.name == "sweep":
@@ -31,6 +31,10 @@ def test_every_config_file_reads(path):
         keys = {"val_ids", "budget", "warmup_fraction", "cells", "tune_cells", "losses"}
         keys |= {"with_ce", "lrs", "seeds", "budget_check", "long"}
         assert set(tomllib.loads(path.read_text())) == keys
+    elif path.name == "plan.toml":  # the decisive plan (experiments/decisive.py reads it)
+        assert {"cells", "losses", "seeds", "endpoints", "estimate"} <= set(
+            tomllib.loads(path.read_text())
+        )
     elif path.name == "sensitivity.toml":
         for spec in tomllib.loads(path.read_text()).values():
             assert set(spec) == {"cells", "losses", "values"}
@@ -89,7 +93,8 @@ def test_toml_round_trip(tmp_path):
 
 
 def test_a_run_records_its_config(tmp_path):
-    from drsl.train import make_random_data, train
+    from drsl.data.images import make_random_data
+    from drsl.train import train
 
     cfg = TrainConfig(loss="ce+triplet", P=3, K=2, num_epochs=1, base_width=2, height=16,
                       width=8, warmup_steps=0, loss_kwargs={"margin": 0.2})  # fmt: skip

@@ -18,8 +18,9 @@ import torch
 import drsl.fsutil as fsutil
 import drsl.train.checkpoint as checkpoint
 from drsl.cli import main
+from drsl.data.images import make_random_data
 from drsl.fsutil import WriteError, append_csv_rows, atomic_write
-from drsl.train import TrainConfig, make_random_data, train
+from drsl.train import TrainConfig, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

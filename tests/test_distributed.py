@@ -15,16 +15,16 @@ import pytest
 import torch
 from torch import nn
 
+from drsl.explore.parallel import launch, toy_run
 from drsl.losses import cross_entropy_label_smooth, get_loss
 from drsl.train.distributed import (
     NORMALISERS,
     DistributedContext,
     GatheredBatch,
     data_parallel_loss,
+    distributed,
     gather_batch,
-    launch,
-    reduce_mean,
-    toy_run,
+    reduce_means,
     unwrap_model,
     wrap_model,
 )
@@ -116,7 +116,9 @@ def _worker(ctx: DistributedContext) -> dict:
         loss = _terms(name, use_ce, f, g, logits, y[rows], gb)
         loss.backward()
         scale = float(gb.scale(NORMALISERS[name]))
-        out["cases"].append({"loss": reduce_mean(loss), "grads": _grads(model), "scale": scale})
+        out["cases"].append(
+            {"loss": reduce_means({"loss": loss})["loss"], "grads": _grads(model), "scale": scale}
+        )
     out["memory"] = _memory_steps(ctx)
     out["toy"] = toy_run(ctx, loss="drsl", steps=3, P=2, K=2)
     return out
@@ -151,7 +153,7 @@ def _memory_steps(ctx: DistributedContext | None) -> dict:
             loss = data_parallel_loss(
                 fn, f, y[rows], angle_embeddings=g, gathered=gb, extra_references=mem.references()
             )
-            value = reduce_mean(loss)
+            value = reduce_means({"loss": loss})["loss"]
         opt.zero_grad()
         loss.backward()
         result = {"loss": value, "grads": _grads(model), "memory": len(mem)}
@@ -258,10 +260,11 @@ def test_bad_environment_fails_with_one_line(env, match):
 
 
 def test_init_without_master_address_says_how_to_launch():
-    from drsl.train.distributed import init_distributed
-
-    with pytest.raises(ValueError, match="MASTER_ADDR, MASTER_PORT unset: launch with torchrun"):
-        init_distributed("cpu", environ={"RANK": "0", "WORLD_SIZE": "2"})
+    with (
+        pytest.raises(ValueError, match="MASTER_ADDR, MASTER_PORT unset: launch with torchrun"),
+        distributed("cpu", environ={"RANK": "0", "WORLD_SIZE": "2"}),
+    ):
+        pass
 
 
 def test_gathered_batch_references_counts_and_scale():

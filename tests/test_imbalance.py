@@ -331,13 +331,13 @@ def test_runner_tunes_on_validation_then_scores_each_final_run_once_on_test(tmp_
     assert imb.main(["run", *paths]) == 0  # all done: nothing added
     assert len(pd.read_csv(tmp_path / "res/imbalance.csv")) == len(rows)
     out = subprocess.run(
-        [sys.executable, "-m", "drsl", "imbalance", "status", *paths],
+        [sys.executable, "experiments/imbalance.py", "status", *paths],
         capture_output=True,
         text=True,
         check=True,
         cwd=ROOT,
     ).stdout
-    assert "tune: 8 / 8 runs" in out and "long: 1 / 1 runs" in out  # through the one CLI
+    assert "tune: 8 / 8 runs" in out and "long: 1 / 1 runs" in out  # the script itself
     table = imb.tables()
     assert "| 4x2 (1:6) [32] |" in table and "| 8x2 + memory 64 (1:" in table
     assert "| chosen lr (validation) | " + f"{chosen[('drsl', True)]:g} |" in table

@@ -278,6 +278,8 @@ def test_registry_and_get_loss():
         "triplet_soft",
         "smooth_ap",
         "contrastive",
+        "multi_similarity",
+        "circle",
     ]
     assert L.get_loss("drsl").keywords["gradient"] == "identity"
     assert L.get_loss("drsl_smooth").keywords["gradient"] == "smooth"

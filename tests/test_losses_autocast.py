@@ -130,19 +130,23 @@ def test_helpers_are_unchanged_inside_autocast():
     assert torch.equal(v, terms.loss)
 
 
-def test_memory_loss_inside_autocast():
+def test_a_memory_loop_inside_autocast():
     x, y, _ = _problem(False, seed=4)
+    fn = L.get_loss("drsl")
     runs = []
     for autocast in (False, True):
-        crit = L.MemoryLoss(L.get_loss("drsl"), L.CrossBatchMemory(40))
+        mem = L.CrossBatchMemory(40)
         vals = []
         for step in range(3):
             xs = (x + step).requires_grad_(True)
+            emb, lab, _ = mem.references()
+            refs = {} if emb is None else {"ref_embeddings": emb, "ref_labels": lab}
             if autocast:
                 with _bf16():
-                    loss = crit(xs, y)
+                    loss = fn(xs, y, **refs)
             else:
-                loss = crit(xs, y)
+                loss = fn(xs, y, **refs)
+            mem.enqueue(xs.detach(), y)
             loss.backward()
             vals.append((loss.detach(), xs.grad))
         runs.append(vals)

@@ -38,6 +38,8 @@ LOSS_CASES = {
     "triplet_soft": lambda e, y, **r: L.batch_hard_triplet_loss(e, y, margin=None, **r),
     "smooth_ap": lambda e, y, **r: L.smooth_ap_loss(e, y, temperature=0.5, **r),
     "contrastive": lambda e, y, **r: L.contrastive_loss(e, y, margin=2.0, **r),
+    "multi_similarity": lambda e, y, **r: L.multi_similarity_loss(e, y, beta=10.0, **r),
+    "circle": lambda e, y, **r: L.circle_loss(e, y, gamma=32.0, **r),
     "ce": lambda e, y, **r: L.cross_entropy_label_smooth(e, y, epsilon=0.2, **r),
 }
 

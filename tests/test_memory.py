@@ -1,4 +1,4 @@
-"""The cross-batch memory (XBM) and the MemoryLoss wrapper: FIFO, order, warm-up, checkpoints."""
+"""The cross-batch memory (XBM): FIFO, loss-then-enqueue order, angles, checkpoints, devices."""
 
 from __future__ import annotations
 
@@ -8,7 +8,20 @@ import pytest
 import torch
 
 from drsl import losses as L
-from drsl.losses.memory import CrossBatchMemory, MemoryLoss
+from drsl.losses.memory import CrossBatchMemory
+
+
+def _with_memory(fn, mem, f, y, a=None):
+    """The loss of a batch against the memory, then the enqueue: the way a training loop uses it."""
+    emb, lab, ang = mem.references()
+    kw = {} if a is None else {"angle_embeddings": a}
+    if emb is not None:
+        kw.update(ref_embeddings=emb, ref_labels=lab)
+        if ang is not None:
+            kw["ref_angle_embeddings"] = ang
+    loss = fn(f, y, **kw)
+    mem.enqueue(f.detach(), y, None if a is None else a.detach())
+    return loss
 
 
 def _batch(step, b=6, d=4, n_ids=3, dtype=torch.float64):
@@ -59,7 +72,7 @@ def test_state_dict_round_trip_is_exact():
     torch.save(mem.state_dict(), buf)
     buf.seek(0)
     again = CrossBatchMemory(10)
-    again.load_state_dict(torch.load(buf, weights_only=True))
+    again.load_state_dict(torch.load(buf))
     for x, y in zip(mem.references(), again.references(), strict=True):
         assert torch.equal(x, y) and x.dtype == y.dtype
     # both continue identically
@@ -88,23 +101,18 @@ def test_bad_arguments():
         mem.enqueue(torch.zeros(3, 5), torch.arange(3))
     with pytest.raises(ValueError, match="every enqueue or to none"):
         mem.enqueue(torch.zeros(3, 2), torch.arange(3), torch.zeros(3, 2))
-    with pytest.raises(ValueError, match="CrossBatchMemory"):
-        MemoryLoss(L.get_loss("drsl"), memory=[])
-    with pytest.raises(ValueError, match="warmup_steps"):
-        MemoryLoss(L.get_loss("drsl"), mem, warmup_steps=-1)
 
 
 @pytest.mark.parametrize("name", list(L.LOSSES))
-def test_memory_loss_uses_the_memory_then_enqueues(name):
-    fn = L.get_loss(name)
-    crit = MemoryLoss(fn, CrossBatchMemory(8))
+def test_every_loss_uses_the_memory_then_enqueues(name):
+    fn, mem = L.get_loss(name), CrossBatchMemory(8)
     f0, y0, _ = _batch(0)
     f1, y1, _ = _batch(1)
-    assert torch.equal(crit(f0, y0), fn(f0, y0))  # empty memory: the batch alone
-    got = crit(f1, y1)
+    assert torch.equal(_with_memory(fn, mem, f0, y0), fn(f0, y0))  # empty: the batch alone
+    got = _with_memory(fn, mem, f1, y1)
     # the second batch against the first one's six rows (the memory holds 8 >= 6)
     assert torch.equal(got, fn(f1, y1, ref_embeddings=f0, ref_labels=y0))
-    assert len(crit.memory) == 8 and crit.step == 2
+    assert len(mem) == 8
 
 
 def test_enqueuing_first_would_make_each_item_its_own_positive():
@@ -113,7 +121,7 @@ def test_enqueuing_first_would_make_each_item_its_own_positive():
     fn = L.get_loss("drsl", smoothing="hard", sort_weight=0.0)
     f = torch.tensor([[0.0, 0.0], [0.5, 0.0], [1.0, 0.0], [1.5, 0.0]], dtype=torch.float64)
     y = torch.tensor([0, 1, 0, 1])  # interleaved: every positive has a negative before it
-    right = MemoryLoss(fn, CrossBatchMemory(16))(f, y)
+    right = _with_memory(fn, CrossBatchMemory(16), f, y)
     wrong_mem = CrossBatchMemory(16)
     wrong_mem.enqueue(f, y)
     emb, lab, _ = wrong_mem.references()
@@ -128,59 +136,45 @@ def test_enqueuing_first_would_make_each_item_its_own_positive():
         assert terms.l_rank[a, slot] == 0 and terms.rank[a, slot] == 1
 
 
-def test_warmup_neither_reads_nor_fills_the_memory():
-    fn = L.get_loss("triplet")
-    crit = MemoryLoss(fn, CrossBatchMemory(32), warmup_steps=2)
-    for step in range(2):
-        f, y, _ = _batch(step)
-        assert torch.equal(crit(f, y), fn(f, y)) and len(crit.memory) == 0
-    f2, y2, _ = _batch(2)
-    crit(f2, y2)
-    f3, y3, _ = _batch(3)
-    assert torch.equal(crit(f3, y3), fn(f3, y3, ref_embeddings=f2, ref_labels=y2))
-
-
 def test_angle_embeddings_travel_with_the_memory():
-    fn = L.get_loss("drsl_smooth")
-    crit = MemoryLoss(fn, CrossBatchMemory(32))
+    fn, mem = L.get_loss("drsl_smooth"), CrossBatchMemory(32)
     f0, y0, a0 = _batch(0)
     f1, y1, a1 = _batch(1)
-    crit(f0, y0, a0)
-    got = crit(f1, y1, a1)
+    _with_memory(fn, mem, f0, y0, a0)
+    got = _with_memory(fn, mem, f1, y1, a1)
     want = fn(
         f1, y1, angle_embeddings=a1, ref_embeddings=f0, ref_labels=y0, ref_angle_embeddings=a0
     )
     assert torch.equal(got, want)
-    assert torch.equal(crit.memory.references()[2][6:], a1)
+    assert torch.equal(mem.references()[2][6:], a1)
 
 
-def test_memory_loss_resumes_exactly_from_its_state_dict():
-    def run(crit, steps):
-        return [crit(*_batch(s)[:2]).item() for s in steps]
+def test_a_memory_resumes_exactly_from_its_state_dict():
+    def run(mem, steps):
+        return [_with_memory(fn, mem, *_batch(s)[:2]).item() for s in steps]
 
     fn = L.get_loss("drsl")
-    full = MemoryLoss(fn, CrossBatchMemory(10), warmup_steps=1)
-    want = run(full, range(6))
-    first = MemoryLoss(fn, CrossBatchMemory(10), warmup_steps=1)
+    want = run(CrossBatchMemory(10), range(6))
+    first = CrossBatchMemory(10)
     got = run(first, range(3))
     buf = io.BytesIO()
     torch.save(first.state_dict(), buf)
     buf.seek(0)
-    resumed = MemoryLoss(fn, CrossBatchMemory(10), warmup_steps=1)
+    resumed = CrossBatchMemory(10)
     resumed.load_state_dict(torch.load(buf, weights_only=True))
-    assert resumed.step == 3 and len(resumed.memory) == 10
+    assert len(resumed) == 10
     assert got + run(resumed, range(3, 6)) == want
 
 
 def test_gradient_flows_into_the_batch_only():
-    crit = MemoryLoss(L.get_loss("drsl"), CrossBatchMemory(16))
+    fn, mem = L.get_loss("drsl"), CrossBatchMemory(16)
     f0, y0, _ = _batch(0)
-    crit(f0.requires_grad_(True), y0)
+    _with_memory(fn, mem, f0.requires_grad_(True), y0)
     f1, y1, _ = _batch(1)
     x = f1.clone().requires_grad_(True)
-    crit(x, y1).backward()
+    _with_memory(fn, mem, x, y1).backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
-    assert not crit.memory.references()[0].requires_grad
+    assert not mem.references()[0].requires_grad
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
@@ -190,8 +184,8 @@ def test_memory_follows_the_device():
     mem.enqueue(torch.ones(2, 3, device="cuda"), torch.arange(2, device="cuda"))
     emb, lab, _ = mem.references()
     assert emb.device.type == "cuda" and lab.device.type == "cuda" and len(mem) == 4
-    crit = MemoryLoss(L.get_loss("drsl"), mem)
     f = torch.randn(6, 3, device="cuda", requires_grad=True)
-    loss = crit(f, torch.tensor([0, 0, 1, 1, 2, 2], device="cuda"))
+    y = torch.tensor([0, 0, 1, 1, 2, 2], device="cuda")
+    loss = _with_memory(L.get_loss("drsl"), mem, f, y)
     loss.backward()
     assert loss.device.type == "cuda" and torch.isfinite(f.grad).all()

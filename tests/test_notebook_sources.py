@@ -128,3 +128,94 @@ def test_no_path_outside_the_repository_and_no_traceback_cells(src):
     assert "docs/drsl-loss-spec.md" in text or "drsl-loss-spec" not in text
     for cell in jupytext.read(src).cells:
         assert "raises-exception" not in _tags(cell), f"{src.name}: a traceback cell"
+
+
+def _listed(text: str, pattern: str) -> list[str]:
+    return ["_".join(m) for m in re.findall(pattern, text, re.M)]
+
+
+def test_every_list_of_the_notebooks_names_each_one_once_in_order():
+    """notebooks/README.md, the instructor guide and the course map of notebook 00 list exactly
+    the notebooks there are, in order (a new or renumbered notebook must be added to each)."""
+    stems = [p.stem for p in SOURCES]
+    readme = (NB_DIR / "README.md").read_text()
+    assert [s for s in re.findall(r"^\| \d\d \| `(\d\d_\w+)` \|", readme, re.M)] == stems
+    guide = (ROOT / "docs" / "instructor.md").read_text()
+    assert _listed(guide, r"^\| (\d\d) \| (\w+) \| ") == stems
+    overview = "\n".join(c.source for c in jupytext.read(SOURCES[0]).cells)
+    assert _listed(overview, r"^\| (\d\d) \| (\w+) \| ") == stems
+
+
+# Numbers a markdown cell may hold (everything else comes from a cell's output). The list is
+# short on purpose; each entry is a definition or a pointer, never a measurement:
+NUMBER_ALLOWED = [
+    r"```.*?```",  # fenced code: commands the reader types
+    r"`[^`\n]*`",  # inline code: names and literal arguments (`K = 2`, `1e-10`)
+    r"\$\$.*?\$\$",  # display formulas
+    r"\$[^$\n]*\$",  # inline formulas and definitions ($K = 4$, $16 \times 4$, $1 : 1000$)
+    r"^#+ [\d.]+",  # section numbers in headings
+    r"^\s*\d+\. ",  # numbered list items
+    r"\*\*(Exercise|Solution) \d+\.\*\*",  # exercise numbers
+    r"\b([Nn]otebooks?|[Ss]ections?|ex\.|[Ee]xercises?|[Ss]olutions?)\s+\d+"
+    r"(\s*(,|and|or|to)\s*\d+)*",  # cross-references: notebook 05, sections 1 and 2
+    r"^\|\s*\d\d\s*\|",  # the course map's notebook numbers
+    r"\b(19|20)\d\d\b",  # years (citations)
+    r"\b[A-Za-z]+-\d+\b",  # names that hold a number: Market-1501, ResNet-18, rank-1
+    r"(?<![\w.:/,])\d(?![\w.:/,]*\d)",  # a lone digit (item 0, the 3 positives of an example)
+]
+_NUMBER = re.compile(r"(?<![\w.])\d[\d,.]*\d|(?<![\w.])\d")
+
+
+def hand_typed_numbers(markdown: str) -> list[str]:
+    """The numbers of a markdown cell that no allow-list entry covers (References exempt)."""
+    text = markdown.split("## References")[0]
+    for pattern in NUMBER_ALLOWED:
+        text = re.sub(pattern, " ", text, flags=re.S | re.M)
+    return _NUMBER.findall(text)
+
+
+def test_the_number_check_flags_results_typed_by_hand():
+    assert hand_typed_numbers("A model of 0.31 M parameters, about 1:240, 3,700 images.") == [
+        "0.31",
+        "1",
+        "240",
+        "3,700",
+    ]
+    allowed = (
+        "## 2. Setup\n**Exercise 3.** In notebook 05, $K = 4$, `delta=0.3`, Market-1501, 2019."
+    )
+    assert hand_typed_numbers(allowed) == []
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.name)
+def test_no_hand_typed_number_in_prose(src):
+    """Numbers about results are printed (or rendered as Markdown) by cells; markdown cells
+    hold only the definitions and pointers of NUMBER_ALLOWED."""
+    found = {
+        i: hand_typed_numbers(c.source)
+        for i, c in enumerate(jupytext.read(src).cells)
+        if c.cell_type == "markdown"
+    }
+    found = {i: n for i, n in found.items() if n}
+    assert not found, f"{src.name}: numbers typed into markdown cells {found}: print them"
+
+
+BOOK_HIDES = {"remove-input", "hide-input", "remove-cell", "hide-cell"}  # myst-nb's tags
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.name)
+def test_cells_that_only_build_prose_or_assert_are_hidden_in_the_book(src):
+    """A code cell that renders Markdown, or holds nothing but asserts, carries a tag with which
+    the book shows its output only (or nothing): a reader sees prose, tables and figures."""
+    import ast
+
+    loose = []
+    for i, cell in enumerate(jupytext.read(src).cells):
+        if cell.cell_type != "code" or "solution" in _tags(cell):
+            continue
+        body = ast.parse(cell.source).body
+        prose = "Markdown(" in cell.source
+        asserts_only = bool(body) and all(isinstance(node, ast.Assert) for node in body)
+        if (prose or asserts_only) and not BOOK_HIDES & set(_tags(cell)):
+            loose.append(i)
+    assert not loose, f"{src.name}: cells {loose} build prose or assert: tag them remove-input"

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+from drsl.data.images import make_random_data
 from drsl.train import (
     TrainConfig,
     atomic_save,
     build_criterion,
     load_model,
     load_or_train,
-    make_random_data,
     select_device,
     train,
 )

@@ -9,7 +9,8 @@ import math
 import pytest
 import torch
 
-from drsl.train import TrainConfig, make_random_data, train
+from drsl.data.images import make_random_data
+from drsl.train import TrainConfig, train
 from drsl.train.config import AMP_CHOICES as CONFIG_CHOICES
 from drsl.train.precision import AMP_CHOICES
 

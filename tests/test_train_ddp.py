@@ -25,9 +25,11 @@ import pytest
 import torch
 from torch import nn
 
+from drsl.data.images import make_random_data
+from drsl.explore.parallel import launch
 from drsl.models import ReIDOutput
-from drsl.train import CheckpointError, TrainConfig, build_criterion, make_random_data, train
-from drsl.train.distributed import DistributedContext, launch, unwrap_model, wrap_model
+from drsl.train import CheckpointError, TrainConfig, build_criterion, train
+from drsl.train.distributed import DistributedContext, unwrap_model, wrap_model
 from drsl.train.step import train_step
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -18,7 +18,8 @@ import time
 import pytest
 import torch
 
-from drsl.train import TrainConfig, make_random_data, train
+from drsl.data.images import make_random_data
+from drsl.train import TrainConfig, train
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from drsl.cli import build_parser, resolve_train
-from drsl.train import TrainConfig, build_criterion, build_model, make_random_data, train
+from drsl.data.images import make_random_data
+from drsl.train import TrainConfig, build_criterion, build_model, train
 from drsl.train.step import train_step
 
 pytestmark = pytest.mark.usefixtures("one_thread")

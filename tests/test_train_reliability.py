@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import drsl.train.loop as loop
+from drsl.data.images import make_random_data
 from drsl.fsutil import FolderLockedError, lock_folder
 from drsl.train import (
     CheckpointError,
@@ -18,7 +19,6 @@ from drsl.train import (
     LossGuard,
     TrainConfig,
     load_model,
-    make_random_data,
     train,
 )
 

@@ -1,4 +1,4 @@
-"""The explorer in a real kernel: execute notebook 06 with a cell that moves a slider, then read
+"""The explorer in a real kernel: execute notebook 07 with a cell that moves a slider, then read
 the widget state the kernel sent to the front end (as JupyterLab would receive it).
 
 nbclient with ``store_widget_state=True`` records every widget model's state and binary buffers
@@ -15,7 +15,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "06_explore.ipynb"
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "07_explore.ipynb"
 STATE_KEY = "application/vnd.jupyter.widget-state+json"
 
 MOVE_CELL = """\
@@ -37,7 +37,7 @@ print("TAB", explorer.widget.model_id)
 @pytest.fixture(scope="module")
 def executed():
     if not NOTEBOOK.is_file():
-        pytest.fail(f"{NOTEBOOK} is missing: run jupytext --to ipynb notebooks/06_explore.py")
+        pytest.fail(f"{NOTEBOOK} is missing: run jupytext --to ipynb notebooks/07_explore.py")
     nb = nbformat.read(NOTEBOOK, as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell(MOVE_CELL))
     os.environ.setdefault("DRSL_FAST", "1")  # the kernel inherits it

@@ -16,14 +16,25 @@ import re
 import shutil
 from pathlib import Path
 
+import nbformat
+import tomllib
 from course import ROOT, is_solution, tags, title_of, without_widgets
 
-WIDGET_NOTE = (
+EXPLORER_NOTE = (
     '<p class="drsl-widget-note"><em>The interactive explorer runs in JupyterLab '
-    "(<code>make course</code>) or as an app (<code>make explore</code>); section 3 shows "
-    "the same content as static figures.</em></p>"
+    "(<code>make course</code>) or as an app (<code>make explore</code>); this page shows the "
+    "same content as static figures.</em></p>"
 )
-SHOW, HIDE = "Show solution", "Hide solution"
+WIDGET_NOTE = (
+    '<p class="drsl-widget-note"><em>An interactive widget: it runs in JupyterLab '
+    "(<code>make course</code>).</em></p>"
+)
+# the text column of a notebook page at 1280 px (sphinx-book-theme, both sidebars shown); a cell
+# with a wider figure spans the page's margin too (the theme's ``full-width``: 136 % of it)
+COLUMN_PX = 688
+SHOW = "Show solution"
+SOLUTION_OPEN = f'<details class="drsl-solution">\n<summary>{SHOW}</summary>\n'
+SOLUTION_CLOSE = "</details>\n"
 # repository file -> book page (relative to the book's source root)
 PAGES = {"docs/drsl-loss-spec.md": "spec", "docs/instructor.md": "instructor"}
 _LINK = re.compile(r"(!?)\[([^\]]*)\]\(([^)\s]+)\)")
@@ -56,21 +67,66 @@ def display_math_blocks(markdown: str) -> str:
     return "\n".join(out)
 
 
-def book_notebook(nb):
-    """A copy of an executed notebook for the book: code solutions collapsed (myst-nb
-    ``hide-cell`` with a "Show solution" prompt), markdown solutions in a dropdown."""
-    nb = without_widgets(copy.deepcopy(nb), WIDGET_NOTE)
+def explorer_stem(makefile: Path = ROOT / "Makefile") -> str | None:
+    """The notebook that ``make explore`` serves as an app (the explorer), e.g. ``06_explore``."""
+    found = re.search(r"voila\s+notebooks/(\d\d_\w+)\.ipynb", makefile.read_text())
+    return found.group(1) if found else None
+
+
+def with_solution_toggles(cells: list) -> list:
+    """The cells with each run of consecutive solution cells (prose and code) inside ONE
+    collapsed toggle: a ``<details>`` opened by a markdown cell before the run, closed after."""
+    out, inside = [], False
+    for cell in cells:
+        solution = is_solution(cell)
+        if solution and not inside:
+            out.append(nbformat.v4.new_markdown_cell(SOLUTION_OPEN))
+        elif inside and not solution:
+            out.append(nbformat.v4.new_markdown_cell(SOLUTION_CLOSE))
+        out.append(cell)
+        inside = solution
+    if inside:
+        out.append(nbformat.v4.new_markdown_cell(SOLUTION_CLOSE))
+    return out
+
+
+def png_width(data: str) -> int:
+    """The pixel width of a base64 PNG (from its IHDR chunk)."""
+    import base64
+    import struct
+
+    return struct.unpack(">I", base64.b64decode(data[:44])[16:20])[0]
+
+
+def figure_width(cell) -> int:
+    """The widest figure of a code cell's outputs in CSS pixels (0 when it has none)."""
+    widths = [0]
+    for output in cell.get("outputs", []):
+        png = output.get("data", {}).get("image/png")
+        if png:
+            declared = output.get("metadata", {}).get("image/png", {}).get("width")
+            widths.append(int(declared) if declared else png_width(png))
+    return max(widths)
+
+
+def book_notebook(nb, stem: str = "", header: str = ""):
+    """A copy of an executed notebook for the book: each exercise's solution (prose and code)
+    collapsed behind one "Show solution" toggle; a cell with a figure wider than the column
+    tagged ``full-width``; progress bars static, other widget views a
+    note (the explorer's own note only in the explorer notebook, ``stem``); ``header``
+    (markdown: download and launch links) placed after the title cell."""
+    note = EXPLORER_NOTE if stem and stem == explorer_stem() else WIDGET_NOTE
+    nb = without_widgets(copy.deepcopy(nb), note)
     for cell in nb.cells:
         if cell.cell_type == "markdown":
             cell.source = display_math_blocks(cell.source)
-        if not is_solution(cell):
-            continue
-        if cell.cell_type == "code":
-            cell.metadata["tags"] = [*tags(cell), "hide-cell"]
-            cell.metadata["mystnb"] = {"code_prompt_show": SHOW, "code_prompt_hide": HIDE}
-        elif cell.cell_type == "markdown":
-            fence = ":" * 6
-            cell.source = f"{fence}{{dropdown}} {SHOW}\n{cell.source}\n{fence}\n"
+        elif figure_width(cell) > COLUMN_PX and "full-width" not in tags(cell):
+            cell.metadata["tags"] = [*tags(cell), "full-width"]
+    cells = with_solution_toggles(nb.cells)
+    if header:
+        title = next((i for i, c in enumerate(cells) if c.cell_type == "markdown"), -1)
+        cells.insert(title + 1, nbformat.v4.new_markdown_cell(header))
+    nb.cells = cells
     return nb
 
 
@@ -100,24 +156,78 @@ def solution_count(nb) -> int:
     return runs
 
 
-def course_map(rows: list[dict], mode: str) -> str:
-    """The landing page's course map: one row per notebook (MyST markdown)."""
+def student_minutes(guide: str) -> dict[str, int]:
+    """The class time of each notebook from the instructor guide: the markdown table whose
+    header has a "student time" column, rows ``| NN name | ... | 60 min | ...`` (key ``NN_name``).
+    """
+    minutes, column = {}, None
+    for line in guide.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if not line.lstrip().startswith("|"):
+            column = None
+            continue
+        if column is None:
+            column = next((i for i, c in enumerate(cells) if "student time" in c.lower()), None)
+            continue
+        row = re.match(r"^(\d\d)\s+(\w+)$", cells[0])
+        value = re.match(r"^(\d+)\s*min", cells[column]) if column < len(cells) else None
+        if row and value:
+            minutes[f"{row.group(1)}_{row.group(2)}"] = int(value.group(1))
+    return minutes
+
+
+def course_map(rows: list[dict], minutes: dict[str, int]) -> str:
+    """The landing page's course map: one row per notebook with the class time the instructor
+    guide plans for it (MyST markdown). Raises ValueError when the guide lacks a notebook."""
+    missing = [row["stem"] for row in rows if row["stem"] not in minutes]
+    if missing:
+        raise ValueError(
+            f"docs/instructor.md gives no student time for {', '.join(missing)}: add a row "
+            "to its table with the 'student time' column"
+        )
     lines = [
-        f"| # | notebook | exercises | solutions | executed in ({mode} mode, this build) |",
-        "|---|----------|-----------|-----------|------|",
+        "| # | notebook | exercises | time in class |",
+        "|---|----------|-----------|---------------|",
     ]
-    total = 0.0
     for row in rows:
-        total += row["seconds"]
         lines.append(
             f"| {row['number']} | {{doc}}`{row['title']} <notebooks/{row['stem']}>` | "
-            f"{row['exercises']} | {row['solutions']} | {row['seconds']:.0f} s |"
+            f"{row['exercises']} | {minutes[row['stem']]} min |"
         )
-    lines.append(f"|   | **all {len(rows)} notebooks** | | | **{total:.0f} s** |")
+    total = sum(minutes[row["stem"]] for row in rows)
+    lines.append(f"|   | **all {len(rows)} notebooks** | | **{total} min** |")
     return "\n".join(lines) + "\n"
 
 
-def notebook_row(stem: str, nb, seconds: float) -> dict:
+def repository_url(pyproject: Path = ROOT / "pyproject.toml") -> str | None:
+    """The repository's public URL: ``DRSL_REPOSITORY_URL`` or ``[project.urls] Repository``
+    of pyproject.toml; None when neither says (the book then has no launch links)."""
+    import os
+
+    url = os.environ.get("DRSL_REPOSITORY_URL", "").strip()
+    if not url and pyproject.is_file():
+        urls = tomllib.loads(pyproject.read_text()).get("project", {}).get("urls", {})
+        url = urls.get("Repository", "") or urls.get("repository", "")
+    return url.rstrip("/").removesuffix(".git") or None
+
+
+def launch_header(stem: str, download: str, url: str | None, branch: str = "main") -> str:
+    """The markdown line under a notebook's title: download the notebook (no outputs) and, when
+    the repository is on GitHub, open it on Binder or Colab."""
+    links = [f"{{download}}`Download this notebook (.ipynb) <{download}>`"]
+    github = re.match(r"^https://github\.com/([^/]+/[^/]+)$", url or "")
+    if github:
+        repo, path = github.group(1), f"notebooks/{stem}.ipynb"
+        links.append(
+            f"[Launch on Binder](https://mybinder.org/v2/gh/{repo}/{branch}?labpath={path})"
+        )
+        links.append(
+            f"[Open in Colab](https://colab.research.google.com/github/{repo}/blob/{branch}/{path})"
+        )
+    return ":::{container} drsl-launch\n" + " \u00b7 ".join(links) + "\n:::\n"
+
+
+def notebook_row(stem: str, nb) -> dict:
     """The course-map facts of one executed notebook."""
     return {
         "number": stem[:2],
@@ -125,8 +235,34 @@ def notebook_row(stem: str, nb, seconds: float) -> dict:
         "title": title_of(nb).replace("`", ""),
         "exercises": exercise_count(nb),
         "solutions": solution_count(nb),
-        "seconds": seconds,
     }
+
+
+SPEC_BLOCK_MARK = re.compile(r"<!-- typesets the spec's code block sha256:([0-9a-f]{16}) -->\n")
+
+
+def typeset_spec(spec: str, typeset: str) -> str:
+    """The spec with its indented formula block replaced by ``typeset`` (LaTeX display maths).
+
+    ``typeset`` starts with ``<!-- typesets the spec's code block sha256:<16 hex> -->``: the
+    digest of the indented block it replaces, so a changed spec fails the build instead of
+    showing stale formulas. Raises ValueError when no block of the spec has that digest.
+    """
+    import hashlib
+
+    mark = SPEC_BLOCK_MARK.match(typeset)
+    if mark is None:
+        raise ValueError("docs/book/spec-equations.md must start with its sha256 marker")
+    # an indented code block: after a blank line, indented lines with single blank lines between
+    for block in re.finditer(r"(?<=\n\n)(?: {4}.*\n(?:\n(?= {4}))?)+", spec):
+        text = block.group(0).strip("\n")
+        if hashlib.sha256(text.encode()).hexdigest()[:16] == mark.group(1):
+            body = typeset[mark.end() :].strip("\n")
+            return spec[: block.start()] + "\n" + body + "\n\n" + spec[block.end() :]
+    raise ValueError(
+        "docs/drsl-loss-spec.md's formula block changed: update docs/book/spec-equations.md "
+        "(its LaTeX and its sha256 marker)"
+    )
 
 
 def markdown_section(text: str, names: tuple[str, ...]) -> tuple[str, str]:

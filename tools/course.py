@@ -19,6 +19,8 @@ import hashlib
 import os
 import sys
 import time
+from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,6 +87,21 @@ def _package_digest() -> str:
     return h.hexdigest()[:16]
 
 
+@contextmanager
+def _environment(values: dict[str, str]):
+    """Set environment variables (inherited by a kernel started inside), then restore them."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 @dataclass
 class Executed:
     """One executed notebook: the path of the executed copy, its seconds and whether cached."""
@@ -94,7 +111,9 @@ class Executed:
     cached: bool
 
 
-def execute_notebook(nb, *, cwd: Path, timeout: int = 1800, log=None) -> float:
+def execute_notebook(
+    nb, *, cwd: Path, timeout: int = 1800, log=None, on_cell: Callable | None = None
+) -> float:
     """Execute ``nb`` in place in a fresh python3 kernel with ``cwd`` as working folder.
 
     Args:
@@ -102,6 +121,7 @@ def execute_notebook(nb, *, cwd: Path, timeout: int = 1800, log=None) -> float:
         cwd: the kernel's working folder.
         timeout: seconds allowed per cell.
         log: a file for the kernel's stderr (default: this process's stderr).
+        on_cell: called with no argument after each cell ran (a progress bar's ``update``).
 
     Returns:
         The wall time in seconds. Raises ``nbclient.exceptions.CellExecutionError`` when a cell
@@ -115,6 +135,7 @@ def execute_notebook(nb, *, cwd: Path, timeout: int = 1800, log=None) -> float:
         kernel_name="python3",
         resources={"metadata": {"path": str(cwd)}},
         store_widget_state=True,
+        on_cell_executed=(lambda **_: on_cell()) if on_cell else None,
     )
     # the kernel draws as a reader's does (inline figures), whatever backend this process uses
     backend = os.environ.pop("MPLBACKEND", None)
@@ -127,11 +148,26 @@ def execute_notebook(nb, *, cwd: Path, timeout: int = 1800, log=None) -> float:
     return time.perf_counter() - start
 
 
-def executed(source: Path, *, fast: bool, cache: Path = EXECUTED, timeout: int = 1800) -> Executed:
+def code_cell_count(source: Path) -> int:
+    """The number of code cells of a course source (what a progress bar counts)."""
+    return sum(cell.cell_type == "code" for cell in read_source(source).cells)
+
+
+def executed(
+    source: Path,
+    *,
+    fast: bool,
+    cache: Path = EXECUTED,
+    timeout: int = 1800,
+    threads: int | None = None,
+    on_cell: Callable | None = None,
+) -> Executed:
     """The executed copy of ``source`` in fast or full mode, from the cache when up to date.
 
     The cache key is the source text, the package sources and the mode; the copy is written to
     ``cache/<mode>/NN_name.ipynb`` with its key and time in ``metadata.drsl_build``.
+    ``threads`` sets the kernel's CPU threads (``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``; None:
+    this process's environment decides); ``on_cell`` is called after each executed cell.
     """
     mode = "fast" if fast else "full"
     out = cache / mode / f"{source.stem}.ipynb"
@@ -144,32 +180,66 @@ def executed(source: Path, *, fast: bool, cache: Path = EXECUTED, timeout: int =
         if meta.get("key") == key:
             return Executed(out, float(meta.get("seconds", 0.0)), cached=True)
     nb = read_source(source)
-    before = os.environ.get("DRSL_FAST")
-    os.environ["DRSL_FAST"] = "1" if fast else "0"
+    kernel_env = {"DRSL_FAST": "1" if fast else "0"}
+    if threads is not None:
+        kernel_env |= {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with open(out.with_suffix(".kernel.log"), "w") as log:
-            seconds = execute_notebook(nb, cwd=source.parent, timeout=timeout, log=log)
-    finally:
-        if before is None:
-            os.environ.pop("DRSL_FAST", None)
-        else:
-            os.environ["DRSL_FAST"] = before
+    with _environment(kernel_env), open(out.with_suffix(".kernel.log"), "w") as log:
+        seconds = execute_notebook(nb, cwd=source.parent, timeout=timeout, log=log, on_cell=on_cell)
     nb.metadata["drsl_build"] = {"key": key, "seconds": round(seconds, 1), "mode": mode}
     nbformat.write(nb, out)
     return Executed(out, seconds, cached=False)
 
 
+PROGRESS_MODELS = {"FloatProgressModel", "IntProgressModel"}
+
+
+def _widget_models(nb) -> dict:
+    """The notebook's stored widget models by id (empty when it stored no widget state)."""
+    state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {})
+    return state.get("state", {})
+
+
+def progress_html(model_id: str, models: dict) -> str | None:
+    """A stored progress-bar widget (a tqdm bar: an HBox of label, progress and counts) as
+    static HTML with a ``<progress>`` element; None when the widget is not a progress bar."""
+    model = models.get(model_id, {})
+    children = [
+        models.get(ref.removeprefix("IPY_MODEL_"), {})
+        for ref in model.get("state", {}).get("children", [])
+    ]
+    if model.get("model_name") in PROGRESS_MODELS:
+        children = [model]
+    bars = [c for c in children if c.get("model_name") in PROGRESS_MODELS]
+    if len(bars) != 1:
+        return None
+    parts = []
+    for child in children:
+        state = child.get("state", {})
+        if child in bars:
+            value, top = float(state.get("value", 0)), float(state.get("max", 1) or 1)
+            parts.append(f'<progress value="{value:g}" max="{top:g}"></progress>')
+        elif child.get("model_name") in {"HTMLModel", "LabelModel"}:
+            parts.append(f"<span>{state.get('value', '')}</span>")
+    return f'<div class="drsl-progress">{" ".join(parts)}</div>'
+
+
 def without_widgets(nb, note: str):
-    """A copy of ``nb`` whose widget views are replaced by ``note`` (HTML) and whose widget
-    state is dropped: a static page loads no widget manager from a CDN."""
+    """A copy of ``nb`` for a static page: a progress-bar widget becomes a static progress bar
+    at its final value, any other widget view becomes ``note`` (HTML), and the widget state is
+    dropped, so the page loads no widget manager from a CDN."""
     nb = copy.deepcopy(nb)
+    models = _widget_models(nb)
     nb.metadata.pop("widgets", None)
     for cell in nb.cells:
         for output in cell.get("outputs", []):
             data = output.get("data", {})
-            if "application/vnd.jupyter.widget-view+json" in data:
-                output["data"] = {"text/html": note, "text/plain": "(interactive widget)"}
+            view = data.get("application/vnd.jupyter.widget-view+json")
+            if view is None:
+                continue
+            bar = progress_html(view.get("model_id", ""), models)
+            plain = "(a progress bar)" if bar else "(an interactive widget)"
+            output["data"] = {"text/html": bar or note, "text/plain": plain}
     return nb
 
 

@@ -16,7 +16,13 @@ extensions = [
     "sphinx.ext.mathjax",
     "sphinx_design",
 ]
-exclude_patterns = ["_generated/*", "**.ipynb_checkpoints", "sphinx-warnings.log"]
+# _downloads_src: the notebooks without outputs that each page offers for download (not pages)
+exclude_patterns = [
+    "_generated/*",
+    "_downloads_src/*",
+    "**.ipynb_checkpoints",
+    "sphinx-warnings.log",
+]
 suppress_warnings = ["mystnb.unknown_mime_type"]
 
 # notebooks: executed beforehand by tools/book.py (in notebooks/, as a reader runs them)
@@ -33,7 +39,13 @@ mathjax2_config = {
     "tex2jax": {"inlineMath": [["\\(", "\\)"]], "displayMath": [["\\[", "\\]"]]},
     "messageStyle": "none",
     # the wheel ships the STIX-Web fonts only (woff): use them, no image fonts, no local fonts
-    "HTML-CSS": {"availableFonts": [], "webFont": "STIX-Web", "imageFont": None},
+    # a display wider than the column breaks at its operators (the CSS scrolls what cannot)
+    "HTML-CSS": {
+        "availableFonts": [],
+        "webFont": "STIX-Web",
+        "imageFont": None,
+        "linebreaks": {"automatic": True},
+    },
 }
 myst_update_mathjax = False
 

@@ -22,37 +22,30 @@ Reference: Zheng et al., ICCV 2015 (Market-1501 layout); Hermans et al. 2017 (PK
 
 from __future__ import annotations
 
-import importlib
+from drsl._lazy import lazy_exports
 
 _EXPORTS = {
-    "ReIDSplits": "datasets",
-    "ImageDataset": "datasets",
-    "load_dataset": "datasets",
-    "load_market1501": "datasets",
-    "load_dukemtmc": "datasets",
-    "load_cuhk03np": "datasets",
-    "load_msmt17": "datasets",
-    "BadImageError": "imagefile",
-    "read_image": "imagefile",
-    "scan_images": "imagefile",
-    "PKSampler": "sampler",
-    "pk_pos_neg_ratio": "sampler",
-    "memory_pos_neg": "sampler",
-    "split_validation": "validation",
-    "ensure_dataset": "synth",
-    "generate": "synth",
-    "SynthConfig": "synth",
-    "build_transforms": "transforms",
+    "ReIDSplits": ".datasets",
+    "ImageDataset": ".datasets",
+    "load_dataset": ".datasets",
+    "load_market1501": ".datasets",
+    "load_dukemtmc": ".datasets",
+    "load_cuhk03np": ".datasets",
+    "load_msmt17": ".datasets",
+    "BadImageError": ".imagefile",
+    "read_image": ".imagefile",
+    "scan_images": ".imagefile",
+    "PKSampler": ".sampler",
+    "pk_pos_neg_ratio": ".sampler",
+    "memory_pos_neg": ".sampler",
+    "split_validation": ".validation",
+    "ensure_dataset": ".synth",
+    "generate": ".synth",
+    "SynthConfig": ".synth",
+    "build_transforms": ".transforms",
 }
 
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

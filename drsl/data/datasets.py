@@ -10,6 +10,9 @@ dataset's pids, with ``0`` = distractor (kept, a negative for every query) and `
 Expected layouts (the folder you pass, or a single sub-folder of it such as
 ``Market-1501-v15.09.15``)::
 
+Your own images, one folder per identity, are read by :mod:`drsl.data.folders`
+(``<root>/train/<identity>/*.jpg``, ``<root>/test/<identity>/*.jpg``, optional ``query/``).
+
     Market-1501 / DukeMTMC-reID / synthetic     CUHK03-np              MSMT17 (V1 or V2)
     bounding_box_train/0002_c1s1_000451_03.jpg  detected/<Market>      list_train.txt, list_val.txt
     bounding_box_test/ (0000_ distractors,      labeled/<Market>       list_query.txt
@@ -366,9 +369,10 @@ def _check_synthetic(base: Path) -> bool:
 def load_dataset(root: str | Path, **kwargs) -> ReIDSplits:
     """Load whatever re-ID dataset lives in ``root``, recognised by its layout.
 
-    MSMT17 (list files), CUHK03-np (``detected/``/``labeled/``; pass ``variant=``), or the
-    Market layout: DukeMTMC-reID when the folder name says "duke", the synthetic set when its
-    manifest says so, Market-1501 otherwise.
+    MSMT17 (list files), CUHK03-np (``detected/``/``labeled/``; pass ``variant=``), the
+    Market layout (DukeMTMC-reID when the folder name says "duke", the synthetic set when its
+    manifest says so, Market-1501 otherwise), or one folder per identity
+    (:mod:`drsl.data.folders`: ``train/<identity>/``, ``test/<identity>/``).
 
     Args:
         root (str or Path): the dataset folder (or a folder holding exactly one dataset).
@@ -384,7 +388,7 @@ def load_dataset(root: str | Path, **kwargs) -> ReIDSplits:
 
     Reference: see the module docstring for the layouts.
     """
-    root = _folder(root, f"one of {_MARKET_LAYOUT}; {_CUHK_LAYOUT}; {_MSMT_LAYOUT}")
+    root = _folder(root, f"one of {_MARKET_LAYOUT}; {_CUHK_LAYOUT}; {_MSMT_LAYOUT}; folders")
     candidates = [root] + [p for p in sorted(root.iterdir()) if p.is_dir()]
     for p in candidates:
         if _msmt_dirs(p) is not None:
@@ -398,33 +402,72 @@ def load_dataset(root: str | Path, **kwargs) -> ReIDSplits:
             if "duke" in p.name.lower() or "duke" in root.name.lower():
                 return load_dukemtmc(p, **kwargs)
             return load_market1501(p, **kwargs)
+    from drsl.data.folders import LAYOUT, has_folder_layout, load_folders
+
+    for p in candidates:
+        if has_folder_layout(p):
+            return load_folders(p, **kwargs)
     raise FileNotFoundError(
         f"no re-ID dataset layout recognised in {root}; expected one of: {_MARKET_LAYOUT}; "
-        f"{_CUHK_LAYOUT}; {_MSMT_LAYOUT}"
+        f"{_CUHK_LAYOUT}; {_MSMT_LAYOUT}; {LAYOUT}"
     )
 
 
 # ----------------------------------------------------------------------------- check command
 
 
+def _per_identity(pids) -> str:
+    import numpy as np
+
+    ids, counts = np.unique(np.asarray(pids), return_counts=True)
+    if len(ids) == 0:
+        return "0 identities"
+    return (
+        f"{len(ids)} identities, images per identity {counts.min()}-{counts.max()} "
+        f"(median {np.median(counts):g})"
+    )
+
+
 def check_command(root: str | Path) -> int:
-    """Load the dataset in ``root``, decode every image, print what is unreadable.
+    """``drsl data check ROOT``: what a dataset holds and what is wrong with it.
+
+    Prints, per split, the images, identities, images per identity and cameras; the
+    evaluation protocol; the problems of a folder-per-identity layout
+    (:func:`drsl.data.folders.folder_problems`); and every unreadable image (``path: reason``).
 
     Args:
         root (str or Path): a dataset folder in any layout :func:`load_dataset` detects.
 
     Returns:
-        int: 0 when every image reads, 1 when some do not (each printed as ``path: reason``).
+        int: 0 when every image reads, 1 when some do not.
 
     Raises:
         FileNotFoundError, NotADirectoryError, ValueError: as :func:`load_dataset`.
     """
+    from drsl.data.folders import folder_problems
+
     splits = load_dataset(root)
+    print(f"{splits.root}: {splits.name} layout")
+    parts = [("train", splits.train), ("query", splits.query), ("gallery", splits.gallery)]
+    for split, items in parts:
+        if split == "query" and items is splits.gallery:
+            continue  # leave-one-out: the gallery is the query set
+        pids, cams = splits.arrays(split)
+        real = pids > 0 if split != "train" else pids >= 0
+        extra = f", {int((~real).sum())} junk or distractor" if (~real).any() else ""
+        print(
+            f"  {split}: {len(items)} images, {_per_identity(pids[real])}, "
+            f"{len(set(cams.tolist()))} camera(s){extra}"
+        )
+    print(f"  protocol: {splits.protocol or 'the dataset' + chr(39) + 's query/gallery split'}")
+    problems = folder_problems(splits.root) if splits.name == "folders" else []
     paths = [p for items in (splits.train, splits.query, splits.gallery) for p, _, _ in items]
-    bad = scan_images(paths)
+    bad = scan_images(sorted(set(paths)))
+    for line in problems:
+        print(f"  problem: {line}")
     for path, reason in bad:
         print(f"{path}: {reason}")
-    print(f"{splits.root}: {len(paths)} images, {len(bad)} unreadable")
+    print(f"{splits.root}: {len(set(paths))} images, {len(bad)} unreadable")
     return 1 if bad else 0
 
 

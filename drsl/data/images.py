@@ -149,10 +149,13 @@ def load_data(
     if not root.is_dir():
         raise FileNotFoundError(f"dataset folder not found: {root}")
     splits = load_dataset(root)
+    gallery = preload(splits.gallery, height, width)
+    # leave-one-out (drsl.data.folders): the queries are the gallery images, decoded once
+    same = splits.query is splits.gallery
     return ReIDData(
         train=preload(splits.train, height, width),
-        query=preload(splits.query, height, width),
-        gallery=preload(splits.gallery, height, width),
+        query=gallery if same else preload(splits.query, height, width),
+        gallery=gallery,
         name=str(getattr(splits, "name", root.name)),
         fingerprint=fingerprint(root),
     )

@@ -252,7 +252,16 @@ class PKSampler(Sampler[list[int]]):
         yield from self.batches(epoch)
 
 
-def memory_pos_neg(labels, P: int, K: int, memory_size: int = 0, *, seed: int = 0, epochs: int = 3):
+def memory_pos_neg(
+    labels,
+    P: int,
+    K: int,
+    memory_size: int = 0,
+    *,
+    seed: int = 0,
+    epochs: int = 3,
+    memory_role: str = "all",
+):
     """Mean positives and negatives per anchor of P x K batches with a cross-batch memory.
 
     Replays the :class:`PKSampler` order (no training) with a FIFO of the last
@@ -266,6 +275,9 @@ def memory_pos_neg(labels, P: int, K: int, memory_size: int = 0, *, seed: int = 
         labels (array-like): ``N`` training identity labels.
         P, K (int): the batch shape. memory_size (int): memory items (0: the batch alone).
         seed (int): the sampler's seed. epochs (int): epochs to replay (the memory must fill).
+        memory_role (str): ``"all"`` (positives by label) or ``"negatives"``: memory items of
+            the anchor's identity are left out (spec "Negatives-only references"), so the
+            ratio is ``(K - 1) : ((P - 1) K + R_a^-)``.
 
     Returns:
         tuple[float, float]: ``(positives, negatives)`` per anchor (their ratio is the
@@ -275,6 +287,8 @@ def memory_pos_neg(labels, P: int, K: int, memory_size: int = 0, *, seed: int = 
         >>> memory_pos_neg([0] * 4 + [1] * 4 + [2] * 4, P=2, K=2)  # the batch alone
         (1.0, 2.0)
     """
+    if memory_role not in ("all", "negatives"):
+        raise ValueError(f"memory_role must be 'all' or 'negatives', got {memory_role!r}")
     sampler = PKSampler(labels, P, K, seed=seed)
     lab = sampler.labels
     memory = np.empty(0, dtype=lab.dtype)
@@ -283,9 +297,11 @@ def memory_pos_neg(labels, P: int, K: int, memory_size: int = 0, *, seed: int = 
         for batch in sampler.batches(epoch):
             b = lab[np.asarray(batch)]
             if len(memory) >= memory_size:
-                items = np.concatenate([b, memory])
-                same = (b[:, None] == items[None, :]).sum(1) - 1  # less the anchor itself
-                pos, neg, n = pos + same.sum(), neg + (len(items) - 1 - same).sum(), n + len(b)
+                same_b = (b[:, None] == b[None, :]).sum(1) - 1  # less the anchor itself
+                same_m = (b[:, None] == memory[None, :]).sum(1)
+                other = len(b) - 1 - same_b + len(memory) - same_m
+                same = same_b if memory_role == "negatives" else same_b + same_m
+                pos, neg, n = pos + same.sum(), neg + other.sum(), n + len(b)
             if memory_size:
                 memory = np.concatenate([memory, b])[-memory_size:]
     if n == 0:

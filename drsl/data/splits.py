@@ -34,6 +34,8 @@ class ReIDSplits:
         root (str): the folder it was read from.
         distractor_pid (int or None): the pid that marks distractors (0), or None where pid 0
             is an ordinary identity (MSMT17).
+        protocol (str): how the queries are evaluated when it is not the dataset's own query
+            and gallery split (e.g. leave-one-out, :mod:`drsl.data.folders`); "" otherwise.
     """
 
     train: list[Item]
@@ -42,6 +44,7 @@ class ReIDSplits:
     name: str = "custom"
     root: str = ""
     distractor_pid: int | None = 0
+    protocol: str = ""
 
     @property
     def num_train_pids(self) -> int:

@@ -1,6 +1,6 @@
 """Computations behind the positive/negative-ratio explorer (no widgets here).
 
-The explorer in :mod:`drsl.widgets` and the static grid of notebook ``06_explore`` both call
+The explorer in :mod:`drsl.widgets` and the static grid of notebook ``07_explore`` both call
 these functions, so what the sliders show and what the static figures show is the same.
 One idea per submodule:
 

@@ -12,22 +12,18 @@ from collections.abc import Callable
 from torch import Tensor
 
 from drsl import losses as _losses
+from drsl.losses.names import RECORDS, record
 
 __all__ = ["LOSS_NAMES", "LOSS_LABELS", "default_delta", "make_loss"]
 
-#: The losses the explorer offers, in display order (names of :func:`drsl.losses.get_loss`).
-LOSS_NAMES: tuple[str, ...] = ("drsl", "drsl_smooth", "triplet", "contrastive", "smooth_ap")
+#: The losses the explorer offers, in display order (the records of ``drsl.losses.names``
+#: with a ``menu`` position).
+LOSS_NAMES: tuple[str, ...] = tuple(
+    r.name for r in sorted((r for r in RECORDS if r.menu), key=lambda r: r.menu)
+)
 
-#: Human-readable labels for the explorer's menus and legends.
-LOSS_LABELS: dict[str, str] = {
-    "drsl": "DRSL (identity update)",
-    "drsl_smooth": "DRSL (smooth gradient)",
-    "drsl_rank": "DRSL ranking only",
-    "triplet": "triplet (batch hard)",
-    "triplet_soft": "triplet (soft margin)",
-    "contrastive": "contrastive",
-    "smooth_ap": "Smooth-AP",
-}
+#: Human-readable labels for the explorer's menus and legends (every record's ``label``).
+LOSS_LABELS: dict[str, str] = {r.name: r.label for r in RECORDS}
 
 
 def default_delta() -> float:
@@ -73,7 +69,7 @@ def make_loss(
         >>> float(make_loss("triplet")(x, y)) >= 0
         True
     """
-    if name.startswith("drsl"):
+    if name in _losses.LOSSES and record(name).takes_angle:  # the DRSL family
         kwargs: dict = {"sort_weight": float(sort_weight)}
         if delta is not None:
             if not delta > 0:

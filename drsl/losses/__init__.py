@@ -22,71 +22,58 @@ Submodules, one idea each:
 - :mod:`.drsl`: DRSL (smooth and identity gradient modes, its terms, its identity update);
 - :mod:`.baselines`: batch-hard triplet, Smooth-AP, contrastive, label-smoothed cross-entropy;
 - :mod:`.reference`: :func:`~drsl.losses.reference.drsl_loss_dense`, the readable dense version;
+- :mod:`.pairwise`: multi-similarity and circle (pair-weighting losses on cosine similarity);
+- :mod:`.names`: one record per loss (name, function, form, normaliser, label), torch-free;
 - :mod:`.registry`: :data:`LOSSES`, :func:`get_loss`, :func:`gradient_mass`;
-- :mod:`.memory`: :class:`CrossBatchMemory` (XBM) and :class:`MemoryLoss`;
+- :mod:`.memory`: :class:`CrossBatchMemory` (XBM);
 - ``_kernel`` (private): the blocked ``B x P x (B + R)`` step sums behind DRSL and Smooth-AP.
 
 Reference: spec ``docs/drsl-loss-spec.md`` (the project's reading of "Rank-in-Rank Loss for
 Person Re-identification", ACM TOMM, doi:10.1145/3532866); RS Loss (Oksuz et al., ICCV 2021);
 AP-Loss (Chen et al., CVPR 2019); Smooth-AP (Brown et al., ECCV 2020); XBM (Wang et al.,
 CVPR 2020).
+
+Names load on first use (``import drsl.losses.names`` does not import torch).
 """
 
 from __future__ import annotations
 
-from ._kernel import DEFAULT_DELTA, SMOOTHINGS, step_function
-from .baselines import (
-    ContrastiveLoss,
-    CrossEntropyLabelSmooth,
-    SmoothAPLoss,
-    TripletLoss,
-    batch_hard_triplet_loss,
-    contrastive_loss,
-    cross_entropy_label_smooth,
-    smooth_ap_loss,
-)
-from .drsl import (
-    GRADIENTS,
-    DRSLoss,
-    DRSLTerms,
-    IdentityUpdate,
-    angle_targets,
-    drsl_from_scores,
-    drsl_loss,
-    drsl_terms,
-    identity_update,
-    retrieval_scores,
-)
-from .memory import CrossBatchMemory, MemoryLoss
-from .reference import drsl_loss_dense
-from .registry import LOSSES, get_loss, gradient_mass
+from drsl._lazy import lazy_exports
 
-__all__ = [
-    "DEFAULT_DELTA",
-    "SMOOTHINGS",
-    "GRADIENTS",
-    "LOSSES",
-    "DRSLTerms",
-    "IdentityUpdate",
-    "step_function",
-    "retrieval_scores",
-    "angle_targets",
-    "drsl_loss",
-    "drsl_from_scores",
-    "drsl_terms",
-    "identity_update",
-    "drsl_loss_dense",
-    "batch_hard_triplet_loss",
-    "smooth_ap_loss",
-    "contrastive_loss",
-    "cross_entropy_label_smooth",
-    "DRSLoss",
-    "TripletLoss",
-    "SmoothAPLoss",
-    "ContrastiveLoss",
-    "CrossEntropyLabelSmooth",
-    "CrossBatchMemory",
-    "MemoryLoss",
-    "get_loss",
-    "gradient_mass",
-]
+_EXPORTS = {
+    "DEFAULT_DELTA": ".drsl_options",
+    "SMOOTHINGS": ".drsl_options",
+    "step_function": "._kernel",
+    "ContrastiveLoss": ".baselines",
+    "CrossEntropyLabelSmooth": ".baselines",
+    "SmoothAPLoss": ".baselines",
+    "TripletLoss": ".baselines",
+    "batch_hard_triplet_loss": ".baselines",
+    "contrastive_loss": ".baselines",
+    "cross_entropy_label_smooth": ".baselines",
+    "smooth_ap_loss": ".baselines",
+    "GRADIENTS": ".drsl_options",
+    "DRSLoss": ".drsl",
+    "DRSLTerms": ".drsl",
+    "IdentityUpdate": ".drsl",
+    "angle_targets": ".drsl",
+    "drsl_from_scores": ".drsl",
+    "drsl_loss": ".drsl",
+    "drsl_terms": ".drsl",
+    "identity_update": ".drsl",
+    "retrieval_scores": ".drsl",
+    "MultiSimilarityLoss": ".pairwise",
+    "CircleLoss": ".pairwise",
+    "multi_similarity_loss": ".pairwise",
+    "circle_loss": ".pairwise",
+    "CrossBatchMemory": ".memory",
+    "drsl_loss_dense": ".reference",
+    "LOSSES": ".registry",
+    "get_loss": ".registry",
+    "gradient_mass": ".registry",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -137,10 +137,8 @@ def check_finite(matrix: Tensor, what: str = "the pairwise distances", **inputs)
     Any NaN or inf in the embeddings or the references reaches the pairwise matrix (the
     distances centre on the batch mean), so one pass over the ``B x N`` matrix guards all the
     inputs; only when it fails are the ``inputs`` (name -> tensor or None) scanned to name the
-    culprit. Measured cost (``benchmarks/bench_losses.py --check-cost``, B = 256, D = 512, CPU,
-    2 threads, machine shared with other jobs): ~13 us for the 256 x 256 matrix against ~4 ms
-    for one DRSL forward + backward, about 0.3 % (the exact element-wise test alone would be
-    ~80 us, 2 %), so the check is always on.
+    culprit. It costs a small share of one DRSL forward + backward (``benchmarks/bench_losses.py
+    --check-cost``; the figure is in ``benchmarks/results/losses.md``), so the check is always on.
     """
     # fast path: NaN and inf always make the sum non-finite (NaN + x = NaN, inf + x = inf or
     # NaN); only a non-finite sum, rare, pays for the exact element-wise test
@@ -214,6 +212,55 @@ def _unique_runs(sorted_items, xp):
     return sorted_items[starts], run, counts
 
 
+#: values of every loss's ``ref_role`` (spec, "Negatives-only references")
+REF_ROLES = ("all", "negatives")
+
+
+def negatives_only(ref_role, ref_labels: Tensor | None) -> Tensor | None:
+    """Which references are negatives only: ``None`` (all play both roles) or an ``R`` bool.
+
+    Args:
+        ref_role (str or Tensor): ``"all"``, ``"negatives"``, or an ``R`` bool tensor marking
+            the negatives-only references (the data-parallel path: gathered batches ``"all"``,
+            the memory ``"negatives"``).
+        ref_labels (Tensor or None): the ``R`` reference labels (None: no references).
+
+    Returns:
+        Tensor or None: ``R`` bool on the labels' device, None when no reference is
+        negatives-only (then every loss takes its ``"all"`` path exactly).
+
+    Raises:
+        ValueError: an unknown role or a mask of the wrong shape (one line).
+    """
+    if isinstance(ref_role, Tensor):
+        r = 0 if ref_labels is None else ref_labels.shape[0]
+        if ref_role.dtype != torch.bool or tuple(ref_role.shape) != (r,):
+            raise ValueError(
+                f"ref_role as a tensor must be a bool mask of the {r} references, got "
+                f"{ref_role.dtype} {tuple(ref_role.shape)}"
+            )
+        if ref_labels is None or not bool(ref_role.any()):
+            return None
+        return ref_role.to(ref_labels.device)
+    if ref_role not in REF_ROLES:
+        raise ValueError(f"ref_role must be one of {REF_ROLES} (or a bool mask), got {ref_role!r}")
+    if ref_role == "all" or ref_labels is None:
+        return None
+    return torch.ones(ref_labels.shape[0], dtype=torch.bool, device=ref_labels.device)
+
+
+def positive_items(items: Tensor, b: int, excluded: Tensor | None) -> Tensor:
+    """The item labels that define positives: ``items`` with the negatives-only references
+    given labels of their own (distinct, below every real label), so they are nobody's
+    positive; without any, ``items`` itself."""
+    if excluded is None:
+        return items
+    out = items.to(torch.int64).clone()
+    idx = b + excluded.nonzero()[:, 0]
+    out[idx] = int(items.min()) - 1 - torch.arange(idx.shape[0], device=items.device)
+    return out
+
+
 class Pairs:
     """Who is whose positive among the ``N = B + R`` items, found without a ``B x N`` pass.
 
@@ -226,19 +273,24 @@ class Pairs:
     Args:
         labels (Tensor): ``B`` labels of the anchors (the batch rows).
         ref_labels (Tensor, optional): ``R`` labels of the reference items.
+        ref_role (str or Tensor): ``"all"`` (default) or ``"negatives"``: a reference sharing
+            an anchor's label is then left out of that anchor's set (neither positive nor
+            negative); or an ``R`` bool mask of such references (:func:`negatives_only`).
     """
 
-    def __init__(self, labels: Tensor, ref_labels: Tensor | None = None):
+    def __init__(self, labels: Tensor, ref_labels: Tensor | None = None, ref_role="all"):
         items = item_labels(labels, ref_labels)
         self.labels, self.items, self.num_items = labels, items, items.shape[0]
         b = labels.shape[0]
+        self.excluded = negatives_only(ref_role, ref_labels)
+        self.pos_items = pos_items = positive_items(items, b, self.excluded)
         if items.device.type == "cpu":
             # the same integer steps in numpy: ~20 tiny operations cost ~5 us each in torch,
             # ~1 us in numpy (measured: 0.28 ms -> 0.05 ms per call at B = 256)
-            out = _positives(items.numpy(), b, np)
+            out = _positives(pos_items.numpy(), b, np)
             self.num_pos, self.pos_valid, self.pos_index = (torch.from_numpy(v) for v in out)
         else:
-            self.num_pos, self.pos_valid, self.pos_index = _positives(items, b, None)
+            self.num_pos, self.pos_valid, self.pos_index = _positives(pos_items, b, None)
         self.num_anchors = (self.num_pos > 0).sum()
 
     @functools.cached_property
@@ -249,7 +301,7 @@ class Pairs:
     @functools.cached_property
     def pos_mask(self) -> Tensor:
         """``B x N`` bool: ``j in P_a``."""
-        return pair_masks(self.labels, self.items, self.same)[0]
+        return pair_masks(self.labels, self.items, self.same, self.pos_items)[0]
 
     @functools.cached_property
     def neg_mask(self) -> Tensor:
@@ -269,10 +321,19 @@ def item_labels(labels: Tensor, ref_labels: Tensor | None) -> Tensor:
     return labels if ref_labels is None else torch.cat([labels, ref_labels.to(labels.dtype)])
 
 
-def pair_masks(labels: Tensor, items: Tensor, same: Tensor | None = None):
-    """``(pos_mask, neg_mask)``, ``B x N`` bool: ``j in P_a`` and ``j in N_a``."""
+def pair_masks(
+    labels: Tensor, items: Tensor, same: Tensor | None = None, pos_items: Tensor | None = None
+):
+    """``(pos_mask, neg_mask)``, ``B x N`` bool: ``j in P_a`` and ``j in N_a``.
+
+    ``pos_items`` (:func:`positive_items`): the labels that define positives when some
+    references are negatives only; the negatives always follow the true ``items``.
+    """
     same = labels[:, None] == items[None, :] if same is None else same
-    pos = same.clone()
+    if pos_items is None or pos_items is items:
+        pos = same.clone()
+    else:
+        pos = labels.to(pos_items.dtype)[:, None] == pos_items[None, :]
     pos.fill_diagonal_(False)  # (a, a): the anchor is its own item a, in neither set
     return pos, ~same
 
@@ -288,12 +349,20 @@ class MatrixForm:
             the compute dtype (float32 or float64).
         labels (Tensor): ``B`` labels of the anchors.
         items (Tensor): ``N`` labels of the retrieval set (the batch, then the references).
+        pos_items (Tensor or None): the labels defining positives when some references are
+            negatives only (:func:`positive_items`); None: ``items``.
     """
 
     matrix: Tensor
     core: Callable[[Tensor], Tensor]
     labels: Tensor
     items: Tensor
+    pos_items: Tensor | None = None
+
+    def masks(self) -> tuple[Tensor, Tensor]:
+        """``(pos_mask, neg_mask)`` of the retrieval sets (negatives-only references
+        excluded from their own identity's positives)."""
+        return pair_masks(self.labels, self.items, pos_items=self.pos_items)
 
     def loss(self) -> Tensor:
         """The loss ``core(matrix)``, 0-d, in the compute dtype."""

@@ -12,18 +12,14 @@ gradient"; RS Loss (Oksuz et al., ICCV 2021), Eq. 7-8 and Alg. 1.
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from drsl.distances import indexed_cosine
+from drsl.distances import indexed_cosine, unit_rows
 
 from ._common import Pairs, check_batch, compute_dtype
 from ._kernel import (
-    SMOOTHINGS,
     BlockPlan,
     StepSums,
     block,
@@ -34,7 +30,6 @@ from ._kernel import (
 
 __all__: list[str] = []  # private module
 
-GRADIENTS = ("smooth", "identity")
 SLOT_TERMS = ("rank", "rank_pos", "n_fp", "l_rank", "l_sort", "l_sort_target")
 
 
@@ -182,32 +177,6 @@ def drsl_core(d, t_pos, pairs: Pairs, delta, smoothing, sort_weight, gradient) -
     if gradient == "identity":
         return DRSLIdentity.apply(d, t_pos, pairs, smoothing, delta, sort_weight)
     return drsl_smooth(d, t_pos, pairs, smoothing, delta, sort_weight, sort_weight != 0)["loss"]
-
-
-def check_options(delta: float, smoothing: str, sort_weight: float, gradient: str) -> None:
-    """One-line ValueErrors for DRSL's options."""
-    if smoothing not in SMOOTHINGS:
-        raise ValueError(f"smoothing must be one of {SMOOTHINGS}, got {smoothing!r}")
-    if gradient not in GRADIENTS:
-        raise ValueError(f"gradient must be one of {GRADIENTS}, got {gradient!r}")
-    if smoothing != "hard" and not (_is_number(delta) and 0 < delta < math.inf):
-        raise ValueError(f"delta must be a finite number > 0, got {delta!r}")
-    if not (_is_number(sort_weight) and 0 <= sort_weight < math.inf):
-        raise ValueError(f"sort_weight must be a finite number >= 0, got {sort_weight!r}")
-
-
-def _is_number(v: object) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool)
-
-
-def unit_rows(x: Tensor, eps: float = 1e-8) -> Tensor:
-    # rows to unit length after dividing by a power of two near their largest entry (exact),
-    # the rule of drsl.distances.indexed_cosine, so huge or tiny rows neither overflow nor vanish
-    m = x.abs().amax(dim=1, keepdim=True)
-    ok = torch.isfinite(m) & (m > 0)
-    scale = torch.ldexp(torch.ones_like(m), torch.frexp(torch.where(ok, m, 1.0)).exponent)
-    xs = x / scale
-    return xs / xs.norm(dim=1, keepdim=True).clamp_min(eps)
 
 
 def positive_targets(g: Tensor, g_ref: Tensor | None, pairs: Pairs) -> Tensor:

@@ -30,16 +30,15 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from ._common import autocast_off
+from .drsl_options import DEFAULT_DELTA, SMOOTHINGS
 
-__all__ = ["SMOOTHINGS", "DEFAULT_DELTA", "step_function"]
+__all__ = ["step_function"]
 
 #: Default width ``delta`` of the smoothed step, in units of the embedding distance.
 #: It equals the default triplet margin (0.3): with the linear ramp ``H(s_j - s_i) = 0`` exactly
 #: when negative ``j`` is at least ``delta`` farther than positive ``i``, so DRSL's ranking term
 #: is solved by the same batches as a hinge triplet with margin 0.3 over all (positive, negative)
 #: pairs, and both ask the embedding for the same scale.
-DEFAULT_DELTA = 0.3
-SMOOTHINGS = ("linear", "sigmoid", "hard")
 
 # at most this many elements in one (anchors x positives x items) block: 2 MiB of float32,
 # which stays in a core's L2 cache through the block's 4-6 passes (measured, B = 256,

@@ -30,7 +30,9 @@ from ._common import (
     compute_dtype,
     full_precision,
     item_labels,
+    negatives_only,
     pair_masks,
+    positive_items,
     with_refs,
 )
 from ._kernel import StepSums
@@ -57,6 +59,11 @@ def _setup(embeddings, labels, ref_embeddings, ref_labels):
     return x, z, labels, ref_labels, item_labels(labels, ref_labels)
 
 
+def role_items(labels: Tensor, ref_labels, items: Tensor, ref_role) -> Tensor:
+    """The labels defining positives under ``ref_role`` (``items`` itself for ``"all"``)."""
+    return positive_items(items, labels.shape[0], negatives_only(ref_role, ref_labels))
+
+
 def _euclidean(x: Tensor, z: Tensor | None, embeddings: Tensor) -> Tensor:
     d = with_refs(pairwise_euclidean(x), lambda: pairwise_euclidean(x, z), z is not None)
     check_finite(d, embeddings=embeddings, ref_embeddings=z)
@@ -68,10 +75,12 @@ def _euclidean(x: Tensor, z: Tensor | None, embeddings: Tensor) -> Tensor:
 # --------------------------------------------------------------------------------------------
 
 
-def _triplet_core(dist: Tensor, labels: Tensor, items: Tensor, margin: float | None) -> Tensor:
+def _triplet_core(
+    dist: Tensor, labels: Tensor, items: Tensor, margin: float | None, pos_items=None
+) -> Tensor:
     if dist.shape[0] == 0:
         return attached_zero(dist)
-    pos_mask, neg_mask = pair_masks(labels, items)
+    pos_mask, neg_mask = pair_masks(labels, items, pos_items=pos_items)
     inf = torch.tensor(float("inf"), dtype=dist.dtype, device=dist.device)
     d_ap = torch.where(pos_mask, dist, -inf).amax(dim=1)  # hardest positive
     d_an = torch.where(neg_mask, dist, inf).amin(dim=1)  # hardest negative
@@ -87,14 +96,17 @@ def _check_margin(margin: float | None) -> None:
 
 
 def triplet_form(
-    embeddings, labels, *, ref_embeddings=None, ref_labels=None, margin=0.3
+    embeddings, labels, *, ref_embeddings=None, ref_labels=None, margin=0.3, ref_role="all"
 ) -> MatrixForm:
     """:func:`batch_hard_triplet_loss` split at its distance matrix (same arguments)."""
     _check_margin(margin)
-    x, z, labels, _, items = _setup(embeddings, labels, ref_embeddings, ref_labels)
+    x, z, labels, ref_labels, items = _setup(embeddings, labels, ref_embeddings, ref_labels)
+    pos_items = role_items(labels, ref_labels, items, ref_role)
     dist = _euclidean(x, z, embeddings)
-    core = functools.partial(_triplet_core, labels=labels, items=items, margin=margin)
-    return MatrixForm(dist, core, labels, items)
+    core = functools.partial(
+        _triplet_core, labels=labels, items=items, margin=margin, pos_items=pos_items
+    )
+    return MatrixForm(dist, core, labels, items, pos_items)
 
 
 @full_precision
@@ -105,6 +117,7 @@ def batch_hard_triplet_loss(
     ref_embeddings: Tensor | None = None,
     ref_labels: Tensor | None = None,
     margin: float | None = 0.3,
+    ref_role: str = "all",
 ) -> Tensor:
     """Batch-hard triplet loss: per anchor, its farthest positive against its nearest negative.
 
@@ -120,6 +133,8 @@ def batch_hard_triplet_loss(
         ref_labels (Tensor, optional): ``R`` integer labels of the references.
         margin (float or None): hinge margin ``>= 0`` (default 0.3, the strong baseline's) or
             ``None`` for the soft margin.
+        ref_role (str): ``"all"`` (default) or ``"negatives"`` (a reference sharing the
+            anchor's label is left out of its retrieval set; spec "Negatives-only references").
 
     Returns:
         Tensor: 0-d loss, float32 (float64 for float64 input; see :mod:`drsl.losses`, precision),
@@ -134,7 +149,12 @@ def batch_hard_triplet_loss(
         tensor(0.5250)
     """
     form = triplet_form(
-        embeddings, labels, ref_embeddings=ref_embeddings, ref_labels=ref_labels, margin=margin
+        embeddings,
+        labels,
+        ref_embeddings=ref_embeddings,
+        ref_labels=ref_labels,
+        margin=margin,
+        ref_role=ref_role,
     )
     return form.loss()
 
@@ -160,17 +180,17 @@ def _smooth_ap_core(sim: Tensor, pairs: Pairs, temperature: float) -> Tensor:
 
 
 def smooth_ap_form(
-    embeddings, labels, *, ref_embeddings=None, ref_labels=None, temperature=0.01
+    embeddings, labels, *, ref_embeddings=None, ref_labels=None, temperature=0.01, ref_role="all"
 ) -> MatrixForm:
     """:func:`smooth_ap_loss` split at its cosine-similarity matrix (same arguments)."""
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature!r}")
     x, z, labels, ref_labels, items = _setup(embeddings, labels, ref_embeddings, ref_labels)
-    pairs = Pairs(labels, ref_labels)
+    pairs = Pairs(labels, ref_labels, ref_role)
     sim = with_refs(pairwise_cosine(x), lambda: pairwise_cosine(x, z), z is not None)
     check_finite(sim, "the cosine similarities", embeddings=embeddings, ref_embeddings=z)
     core = functools.partial(_smooth_ap_core, pairs=pairs, temperature=temperature)
-    return MatrixForm(sim, core, labels, items)
+    return MatrixForm(sim, core, labels, items, pairs.pos_items)
 
 
 @full_precision
@@ -181,6 +201,7 @@ def smooth_ap_loss(
     ref_embeddings: Tensor | None = None,
     ref_labels: Tensor | None = None,
     temperature: float = 0.01,
+    ref_role: str = "all",
 ) -> Tensor:
     """Smooth-AP: 1 - the mean over anchors of a sigmoid-smoothed average precision.
 
@@ -202,6 +223,8 @@ def smooth_ap_loss(
         ref_embeddings (Tensor, optional): ``R x D`` reference items (never anchors).
         ref_labels (Tensor, optional): ``R`` integer labels of the references.
         temperature (float): sigmoid temperature ``tau > 0``. Default 0.01 (the paper's).
+        ref_role (str): ``"all"`` (default) or ``"negatives"`` (spec "Negatives-only
+            references").
 
     Returns:
         Tensor: 0-d loss in ``[0, 1]``, float32 (float64 for float64 input), 0, attached,
@@ -221,6 +244,7 @@ def smooth_ap_loss(
         ref_embeddings=ref_embeddings,
         ref_labels=ref_labels,
         temperature=temperature,
+        ref_role=ref_role,
     )
     return form.loss()
 
@@ -230,25 +254,33 @@ def smooth_ap_loss(
 # --------------------------------------------------------------------------------------------
 
 
-def _contrastive_core(dist: Tensor, labels: Tensor, items: Tensor, margin: float) -> Tensor:
-    pos_mask, neg_mask = pair_masks(labels, items)
+def _contrastive_core(
+    dist: Tensor, labels: Tensor, items: Tensor, margin: float, pos_items=None
+) -> Tensor:
+    pos_mask, neg_mask = pair_masks(labels, items, pos_items=pos_items)
     zero = dist.new_zeros(())
     per = torch.where(pos_mask, dist.square(), zero)
     per = per + torch.where(neg_mask, F.relu(margin - dist).square(), zero)
     b, n = dist.shape
-    return 0.5 * per.sum() / max(b * (n - 1), 1)
+    pairs = b * (n - 1)
+    if pos_items is not None and pos_items is not items:  # negatives-only references left out
+        pairs = int(pos_mask.sum()) + int(neg_mask.sum())
+    return 0.5 * per.sum() / max(pairs, 1)
 
 
 def contrastive_form(
-    embeddings, labels, *, ref_embeddings=None, ref_labels=None, margin=1.0
+    embeddings, labels, *, ref_embeddings=None, ref_labels=None, margin=1.0, ref_role="all"
 ) -> MatrixForm:
     """:func:`contrastive_loss` split at its distance matrix (same arguments)."""
     if not margin > 0:
         raise ValueError(f"margin must be > 0, got {margin!r}")
-    x, z, labels, _, items = _setup(embeddings, labels, ref_embeddings, ref_labels)
+    x, z, labels, ref_labels, items = _setup(embeddings, labels, ref_embeddings, ref_labels)
+    pos_items = role_items(labels, ref_labels, items, ref_role)
     dist = _euclidean(x, z, embeddings)
-    core = functools.partial(_contrastive_core, labels=labels, items=items, margin=margin)
-    return MatrixForm(dist, core, labels, items)
+    core = functools.partial(
+        _contrastive_core, labels=labels, items=items, margin=margin, pos_items=pos_items
+    )
+    return MatrixForm(dist, core, labels, items, pos_items)
 
 
 @full_precision
@@ -259,11 +291,13 @@ def contrastive_loss(
     ref_embeddings: Tensor | None = None,
     ref_labels: Tensor | None = None,
     margin: float = 1.0,
+    ref_role: str = "all",
 ) -> Tensor:
     """Contrastive pair loss over every ordered pair ``(a, j)``: anchor ``a``, item ``j != a``.
 
     ``1/2 d^2`` for a positive pair, ``1/2 max(0, margin - d)^2`` for a negative pair, averaged
-    over all ``B (B + R - 1)`` pairs (``B (B - 1)`` without references): summed over pairs, the
+    over all ``B (B + R - 1)`` pairs (``B (B - 1)`` without references; fewer with
+    ``ref_role="negatives"``, whose left-out pairs do not count): summed over pairs, the
     negatives dominate as the number of identities in the batch grows (the imbalance DRSL
     addresses).
 
@@ -274,6 +308,8 @@ def contrastive_loss(
         ref_labels (Tensor, optional): ``R`` integer labels of the references.
         margin (float): ``> 0``, the distance beyond which negatives stop pushing. Default 1.0
             (pytorch-metric-learning's ``neg_margin`` default).
+        ref_role (str): ``"all"`` (default) or ``"negatives"`` (spec "Negatives-only
+            references").
 
     Returns:
         Tensor: 0-d loss, float32 (float64 for float64 input), 0, attached, for ``B < 2``
@@ -288,7 +324,12 @@ def contrastive_loss(
         tensor(0.2500)
     """
     form = contrastive_form(
-        embeddings, labels, ref_embeddings=ref_embeddings, ref_labels=ref_labels, margin=margin
+        embeddings,
+        labels,
+        ref_embeddings=ref_embeddings,
+        ref_labels=ref_labels,
+        margin=margin,
+        ref_role=ref_role,
     )
     return form.loss()
 
@@ -306,6 +347,7 @@ def cross_entropy_label_smooth(
     ref_embeddings: Tensor | None = None,
     ref_labels: Tensor | None = None,
     epsilon: float = 0.1,
+    ref_role: str = "all",
 ) -> Tensor:
     """Cross-entropy with label smoothing, for an identity-classification head.
 
@@ -319,6 +361,7 @@ def cross_entropy_label_smooth(
         ref_embeddings (Tensor, optional): ``R x C`` ignored (see above).
         ref_labels (Tensor, optional): ``R`` ignored.
         epsilon (float): smoothing in ``[0, 1]``. Default 0.1.
+        ref_role (str): checked and ignored, like the references.
 
     Returns:
         Tensor: 0-d loss, float32 (float64 for float64 logits), 0, attached, for ``B = 0``.
@@ -332,7 +375,8 @@ def cross_entropy_label_smooth(
         0.2269
     """
     labels = check_batch(logits, labels, "logits")
-    check_refs(logits, ref_embeddings, ref_labels)
+    _, ref_labels = check_refs(logits, ref_embeddings, ref_labels)
+    negatives_only(ref_role, ref_labels)
     if not 0.0 <= epsilon <= 1.0:
         raise ValueError(f"epsilon must be in [0, 1], got {epsilon!r}")
     b, c = logits.shape
@@ -369,14 +413,16 @@ class _RefLoss(nn.Module):
         *,
         ref_embeddings: Tensor | None = None,
         ref_labels: Tensor | None = None,
+        ref_role: str = "all",
     ) -> Tensor:
         """Args: embeddings (B x D), labels (B); ref_embeddings (R x D), ref_labels (R),
-        optional. Returns: Tensor, the 0-d loss."""
+        optional; ref_role (``"all"`` or ``"negatives"``). Returns: Tensor, the 0-d loss."""
         return self.function(
             embeddings,
             labels,
             ref_embeddings=ref_embeddings,
             ref_labels=ref_labels,
+            ref_role=ref_role,
             **self.keywords(),
         )
 

@@ -19,6 +19,8 @@ AP-Loss (Chen et al., CVPR 2019).
 from __future__ import annotations
 
 import functools
+import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -37,20 +39,17 @@ from ._common import (
     with_refs,
 )
 from ._drsl_core import (
-    GRADIENTS,
     SLOT_TERMS,
     angle_inputs,
-    check_options,
     drsl_core,
     drsl_identity,
     drsl_smooth,
     positive_targets,
     prepare_scores,
 )
-from ._kernel import DEFAULT_DELTA
+from .drsl_options import DEFAULT_DELTA, DRSLOptions, check_options
 
 __all__ = [
-    "GRADIENTS",
     "DRSLTerms",
     "IdentityUpdate",
     "retrieval_scores",
@@ -308,6 +307,29 @@ def identity_update(
     return IdentityUpdate(ranking, sorting)
 
 
+def _same_keywords_as(source: Callable) -> Callable[[Callable], Callable]:
+    """Give a ``(embeddings, labels, **options)`` wrapper the keywords of ``source``: declared
+    once (in ``source``), shown by ``help()`` and ``inspect.signature``, checked on each call."""
+
+    def decorate(fn: Callable) -> Callable:
+        sig = inspect.signature(source).replace(
+            return_annotation=inspect.signature(fn).return_annotation
+        )
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            try:
+                sig.bind(*args, **kwargs)
+            except TypeError as err:
+                raise TypeError(f"{fn.__name__}(): {err}") from None
+            return fn(*args, **kwargs)
+
+        wrapper.__signature__ = sig
+        return wrapper
+
+    return decorate
+
+
 def drsl_form(
     embeddings: Tensor,
     labels: Tensor,
@@ -320,6 +342,7 @@ def drsl_form(
     smoothing: str = "linear",
     sort_weight: float = 1.0,
     gradient: str = "smooth",
+    ref_role: str = "all",
 ) -> MatrixForm:
     """:func:`drsl_loss` split at its ``B x (B + R)`` distance matrix (same arguments)."""
     check_options(delta, smoothing, sort_weight, gradient)
@@ -328,7 +351,7 @@ def drsl_form(
     dtype = compute_dtype(embeddings.dtype)
     x = embeddings.to(dtype)
     z = None if ref is None else ref.to(dtype)
-    pairs = Pairs(labels, ref_labels)
+    pairs = Pairs(labels, ref_labels, ref_role)
     # s_j = -d[a, j] = -||f_a - f_j|| over the batch, then the references
     d = with_refs(pairwise_euclidean(x), lambda: pairwise_euclidean(x, z), z is not None)
     check_finite(d, embeddings=embeddings, ref_embeddings=ref)
@@ -347,23 +370,12 @@ def drsl_form(
         sort_weight=sort_weight,
         gradient=gradient,
     )
-    return MatrixForm(d, core, pairs.labels, pairs.items)
+    return MatrixForm(d, core, pairs.labels, pairs.items, pairs.pos_items)
 
 
 @full_precision
-def drsl_loss(
-    embeddings: Tensor,
-    labels: Tensor,
-    *,
-    ref_embeddings: Tensor | None = None,
-    ref_labels: Tensor | None = None,
-    angle_embeddings: Tensor | None = None,
-    ref_angle_embeddings: Tensor | None = None,
-    delta: float = DEFAULT_DELTA,
-    smoothing: str = "linear",
-    sort_weight: float = 1.0,
-    gradient: str = "smooth",
-) -> Tensor:
+@_same_keywords_as(drsl_form)
+def drsl_loss(embeddings: Tensor, labels: Tensor, **options) -> Tensor:
     """DRSL: rank every positive ahead of the negatives by distance, sort positives by angle.
 
     For each anchor ``a`` and positive ``i`` (spec, "The loss for one anchor")::
@@ -402,6 +414,10 @@ def drsl_loss(
         gradient (str): ``"smooth"`` (default: autograd through ``H``) or ``"identity"`` (RS
             Loss's error-driven update on the scores, chained to the embeddings by autograd).
             Both give the same loss value.
+        ref_role (str): ``"all"`` (default) or ``"negatives"``: a reference sharing the
+            anchor's label is left out of that anchor's retrieval set, neither positive nor
+            negative (spec "Negatives-only references"); also an ``R`` bool mask of such
+            references.
 
     Returns:
         Tensor: 0-d loss, float32 (float64 for float64 embeddings; half-precision inputs are
@@ -427,29 +443,16 @@ def drsl_loss(
         ...                 smoothing="hard").item(), 4)
         0.5833
     """
-    form = drsl_form(
-        embeddings,
-        labels,
-        ref_embeddings=ref_embeddings,
-        ref_labels=ref_labels,
-        angle_embeddings=angle_embeddings,
-        ref_angle_embeddings=ref_angle_embeddings,
-        delta=delta,
-        smoothing=smoothing,
-        sort_weight=sort_weight,
-        gradient=gradient,
-    )
+    form = drsl_form(embeddings, labels, **options)
     return form.loss()
 
 
 class DRSLoss(nn.Module):
-    """Module form of :func:`drsl_loss` (same keywords).
+    """Module form of :func:`drsl_loss`: the four options at construction, the rest per call.
 
     Args:
-        delta (float): step width. Default :data:`DEFAULT_DELTA` (0.3).
-        smoothing (str): ``"linear"``, ``"sigmoid"`` or ``"hard"``.
-        sort_weight (float): ``lambda``. gradient (str): ``"smooth"`` or ``"identity"``.
-        angle_embeddings: not used here; pass it to :meth:`forward`.
+        **options: ``delta``, ``smoothing``, ``sort_weight``, ``gradient`` (see
+            :class:`drsl.losses.drsl_options.DRSLOptions`; checked here, once).
 
     Reference: spec ``docs/drsl-loss-spec.md``.
 
@@ -460,51 +463,39 @@ class DRSLoss(nn.Module):
         tensor(0.)
     """
 
-    def __init__(
-        self,
-        delta: float = DEFAULT_DELTA,
-        smoothing: str = "linear",
-        sort_weight: float = 1.0,
-        gradient: str = "smooth",
-        angle_embeddings: Tensor | None = None,
-    ):
+    def __init__(self, **options) -> None:
         super().__init__()
-        check_options(delta, smoothing, sort_weight, gradient)
-        if angle_embeddings is not None:
-            raise ValueError("pass angle_embeddings to forward(), not to the constructor")
-        self.delta, self.smoothing = delta, smoothing
-        self.sort_weight, self.gradient = sort_weight, gradient
+        self.options = DRSLOptions(**options)
 
     def forward(
-        self,
-        embeddings: Tensor,
-        labels: Tensor,
-        angle_embeddings: Tensor | None = None,
-        *,
-        ref_embeddings: Tensor | None = None,
-        ref_labels: Tensor | None = None,
-        ref_angle_embeddings: Tensor | None = None,
+        self, embeddings: Tensor, labels: Tensor, angle_embeddings: Tensor | None = None, **refs
     ) -> Tensor:
-        """Args: embeddings (B x D), labels (B), angle_embeddings (B x D', optional),
-        ref_embeddings (R x D), ref_labels (R), ref_angle_embeddings (R x D'), all optional.
+        """Args: embeddings (B x D), labels (B), angle_embeddings (B x D', optional), and the
+        reference keywords of :func:`drsl_loss` (``ref_embeddings``, ``ref_labels``,
+        ``ref_angle_embeddings``, ``ref_role``).
 
         Returns: Tensor, the 0-d loss.
         """
         return drsl_loss(
             embeddings,
             labels,
-            ref_embeddings=ref_embeddings,
-            ref_labels=ref_labels,
             angle_embeddings=angle_embeddings,
-            ref_angle_embeddings=ref_angle_embeddings,
-            delta=self.delta,
-            smoothing=self.smoothing,
-            sort_weight=self.sort_weight,
-            gradient=self.gradient,
+            **refs,
+            **self.options.as_kwargs(),
         )
 
     def extra_repr(self) -> str:
-        return (
-            f"delta={self.delta}, smoothing={self.smoothing!r}, "
-            f"sort_weight={self.sort_weight}, gradient={self.gradient!r}"
-        )
+        return ", ".join(f"{k}={v!r}" for k, v in self.options.as_kwargs().items())
+
+
+# help(DRSLoss) and inspect.signature show the four options DRSLOptions declares
+DRSLoss.__init__.__signature__ = inspect.signature(DRSLOptions).replace(
+    parameters=[
+        inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+        *(
+            p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+            for p in inspect.signature(DRSLOptions).parameters.values()
+        ),
+    ],
+    return_annotation=None,
+)

@@ -9,7 +9,14 @@ own reference, a positive at distance 0.
 
 Embeddings drift slowly once a model is past its first steps ("slow drift", the XBM paper's
 observation), which is why stale, detached features still make useful negatives; a warm-up
-(``MemoryLoss(warmup_steps=...)``) leaves the memory off while they still move fast.
+(``memory_warmup`` in training) leaves the memory off while they still move fast.
+
+Used the way the training loop uses it, in any loop::
+
+    emb, lab, ang = memory.references()            # None, None, None while empty
+    loss = loss_fn(f, y, ref_embeddings=emb, ref_labels=lab)
+    loss.backward(); optimizer.step()
+    memory.enqueue(f.detach(), y)                  # after the loss, never before
 
 Reference: Wang, Zhang, Huang, Scott, "Cross-Batch Memory for Embedding Learning", CVPR 2020;
 pytorch-metric-learning's ``CrossBatchMemory`` wrapper (the same call-then-enqueue order).
@@ -17,12 +24,10 @@ pytorch-metric-learning's ``CrossBatchMemory`` wrapper (the same call-then-enque
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-__all__ = ["CrossBatchMemory", "MemoryLoss"]
+__all__ = ["CrossBatchMemory"]
 
 _KEYS = ("embeddings", "labels", "angle_embeddings")
 
@@ -169,70 +174,3 @@ class CrossBatchMemory:
         ):
             raise ValueError("inconsistent CrossBatchMemory state: embeddings and labels differ")
         self._data = {k: state[k] for k in _KEYS}
-
-
-class MemoryLoss(nn.Module):
-    """A metric loss with a cross-batch memory: the loss against the memory, then enqueue.
-
-    Each call computes ``loss_fn(embeddings, labels, ref_embeddings=..., ref_labels=...)`` with
-    the memory's current contents as references (and ``ref_angle_embeddings`` when the memory
-    holds angles), **then** enqueues the batch. During the first ``warmup_steps`` calls the
-    memory is neither read nor filled (XBM starts its memory once the features drift slowly).
-    The call counter and the memory are in :meth:`state_dict` (under ``_extra_state``), so a
-    resumed run continues exactly.
-
-    Args:
-        loss_fn (Callable): a metric loss taking ``ref_embeddings`` / ``ref_labels``, e.g.
-            ``get_loss("drsl")`` or ``DRSLoss()``.
-        memory (CrossBatchMemory): the queue (shared, if you like, with other code).
-        warmup_steps (int): calls before the memory is used. Default 0.
-
-    Reference: Wang et al., "Cross-Batch Memory for Embedding Learning", CVPR 2020 (Alg. 1);
-    pytorch-metric-learning ``losses.CrossBatchMemory`` (same order: loss, then enqueue).
-
-    Example:
-        >>> from drsl.losses import get_loss
-        >>> crit = MemoryLoss(get_loss("triplet"), CrossBatchMemory(8))
-        >>> f, y = torch.tensor([[0.0], [0.1], [3.0], [3.1]]), torch.tensor([0, 0, 1, 1])
-        >>> crit(f, y).item(), len(crit.memory)
-        (0.0, 4)
-    """
-
-    def __init__(self, loss_fn: Callable[..., Tensor], memory: CrossBatchMemory, warmup_steps=0):
-        super().__init__()
-        if not isinstance(memory, CrossBatchMemory):
-            raise ValueError(f"memory must be a CrossBatchMemory, got {type(memory).__name__}")
-        if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
-            raise ValueError(f"warmup_steps must be an integer >= 0, got {warmup_steps!r}")
-        self.loss_fn, self.memory, self.warmup_steps = loss_fn, memory, warmup_steps
-        self.step = 0
-
-    def forward(
-        self, embeddings: Tensor, labels: Tensor, angle_embeddings: Tensor | None = None
-    ) -> Tensor:
-        """Args: embeddings (B x D), labels (B), angle_embeddings (B x D', DRSL only).
-
-        Returns: Tensor, the 0-d loss of the batch against the memory's contents.
-        """
-        active = self.step >= self.warmup_steps
-        kwargs = {} if angle_embeddings is None else {"angle_embeddings": angle_embeddings}
-        emb, lab, ang = self.memory.references()
-        if active and emb is not None:
-            kwargs.update(ref_embeddings=emb, ref_labels=lab)
-            if ang is not None:
-                kwargs["ref_angle_embeddings"] = ang
-        loss = self.loss_fn(embeddings, labels, **kwargs)
-        if active:  # after the loss: an item is never its own reference
-            self.memory.enqueue(embeddings, labels, angle_embeddings)
-        self.step += 1
-        return loss
-
-    def get_extra_state(self) -> dict:
-        return {"step": self.step, "memory": self.memory.state_dict()}
-
-    def set_extra_state(self, state: dict) -> None:
-        self.step = int(state["step"])
-        self.memory.load_state_dict(state["memory"])
-
-    def extra_repr(self) -> str:
-        return f"memory={self.memory!r}, warmup_steps={self.warmup_steps}, step={self.step}"

@@ -13,49 +13,33 @@ from types import MappingProxyType
 import torch
 from torch import Tensor
 
-from ._common import MatrixForm, autocast_off, check_batch, pair_masks
-from .baselines import (
-    batch_hard_triplet_loss,
-    contrastive_form,
-    contrastive_loss,
-    smooth_ap_form,
-    smooth_ap_loss,
-    triplet_form,
-)
-from .drsl import drsl_form, drsl_loss
+from ._common import MatrixForm, autocast_off, check_batch
+from .names import RECORDS, resolve
 
 __all__ = ["LOSSES", "get_loss", "gradient_mass"]
 
-#: Metric losses by name: each a ``functools.partial`` taking ``(embeddings, labels)`` and the
-#: keywords ``ref_embeddings``, ``ref_labels`` (and, for DRSL, the angle embeddings).
+#: Metric losses by name (one per record of :data:`drsl.losses.names.RECORDS`): each a
+#: ``functools.partial`` taking ``(embeddings, labels)`` and the keywords ``ref_embeddings``,
+#: ``ref_labels``, ``ref_role`` (and, for DRSL, the angle embeddings).
 LOSSES = MappingProxyType(
-    {
-        "drsl": functools.partial(drsl_loss, gradient="identity"),
-        "drsl_smooth": functools.partial(drsl_loss, gradient="smooth"),
-        "drsl_rank": functools.partial(drsl_loss, sort_weight=0.0, gradient="identity"),
-        "triplet": functools.partial(batch_hard_triplet_loss),
-        "triplet_soft": functools.partial(batch_hard_triplet_loss, margin=None),
-        "smooth_ap": functools.partial(smooth_ap_loss),
-        "contrastive": functools.partial(contrastive_loss),
-    }
+    {r.name: functools.partial(resolve(r.function), **r.options) for r in RECORDS}
 )
 
 # each loss function -> the same loss split at its pairwise matrix (for gradient_mass)
 _FORMS: dict[Callable, Callable[..., MatrixForm]] = {
-    drsl_loss: drsl_form,
-    batch_hard_triplet_loss: triplet_form,
-    smooth_ap_loss: smooth_ap_form,
-    contrastive_loss: contrastive_form,
+    resolve(r.function): resolve(r.form) for r in RECORDS
 }
 
 
 def get_loss(name: str, **kwargs) -> Callable[..., Tensor]:
     """A metric loss of :data:`LOSSES` by name, with its keywords overridden by ``kwargs``.
 
-    Names: ``"drsl"`` (identity gradient), ``"drsl_smooth"`` (smooth gradient), ``"drsl_rank"``
-    (``sort_weight=0``, identity gradient), ``"triplet"``, ``"triplet_soft"`` (``margin=None``),
-    ``"smooth_ap"``, ``"contrastive"``. Every one accepts ``ref_embeddings`` / ``ref_labels``
-    at call time (the DRSL ones also ``angle_embeddings`` / ``ref_angle_embeddings``).
+    Names (one record each in :mod:`drsl.losses.names`): ``"drsl"`` (identity gradient),
+    ``"drsl_smooth"`` (smooth gradient), ``"drsl_rank"`` (``sort_weight=0``, identity
+    gradient), ``"triplet"``, ``"triplet_soft"`` (``margin=None``), ``"smooth_ap"``,
+    ``"contrastive"``, ``"multi_similarity"``, ``"circle"``. Every one accepts
+    ``ref_embeddings`` / ``ref_labels`` / ``ref_role`` at call time (the DRSL ones also
+    ``angle_embeddings`` / ``ref_angle_embeddings``).
 
     Args:
         name (str): a key of :data:`LOSSES`.
@@ -76,7 +60,7 @@ def get_loss(name: str, **kwargs) -> Callable[..., Tensor]:
         >>> get_loss("nope")
         Traceback (most recent call last):
         ...
-        ValueError: unknown loss 'nope'; valid names: drsl, drsl_smooth, drsl_rank, triplet, triplet_soft, smooth_ap, contrastive
+        ValueError: unknown loss 'nope'; valid names: drsl, drsl_smooth, drsl_rank, triplet, triplet_soft, smooth_ap, contrastive, multi_similarity, circle
     """  # noqa: E501
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; valid names: {', '.join(LOSSES)}")
@@ -110,10 +94,11 @@ def gradient_mass(loss_fn: Callable[..., Tensor], embeddings: Tensor, labels: Te
     """Total absolute gradient of a loss w.r.t. its pairwise matrix, on positive vs negative pairs.
 
     Builds the loss's ``B x (B + R)`` pairwise matrix ``M`` itself (Euclidean distance for
-    DRSL, triplet and contrastive, cosine similarity for Smooth-AP; ``|dL/dd| = |dL/ds|`` for
-    ``s = -d``), evaluates the loss from it once (with ``loss_fn``'s keywords, references
-    included) and reads ``dL/dM``. Row ``a`` is anchor ``a``'s view, so every ordered pair
-    counts once. For DRSL with ``gradient="identity"`` this is the identity update.
+    DRSL, triplet and contrastive, cosine similarity for Smooth-AP, multi-similarity and
+    circle; ``|dL/dd| = |dL/ds|`` for ``s = -d``), evaluates the loss from it once (with
+    ``loss_fn``'s keywords, references included) and reads ``dL/dM``. Row ``a`` is anchor
+    ``a``'s view, so every ordered pair counts once. For DRSL with ``gradient="identity"``
+    this is the identity update.
 
     Args:
         loss_fn (Callable): a metric loss of this package: ``get_loss(name, **kw)``, an entry
@@ -146,7 +131,7 @@ def gradient_mass(loss_fn: Callable[..., Tensor], embeddings: Tensor, labels: Te
         loss = form.core(matrix)
         loss.backward()
     grad = matrix.grad if matrix.grad is not None else torch.zeros_like(matrix)
-    pos_mask, neg_mask = pair_masks(form.labels, form.items)
+    pos_mask, neg_mask = form.masks()
     g = grad.abs()
     n_pos, n_neg = int(pos_mask.sum()), int(neg_mask.sum())
     pos, neg = float((g * pos_mask).sum()), float((g * neg_mask).sum())

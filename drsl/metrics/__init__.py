@@ -7,8 +7,11 @@ matrix (smaller = more similar) and the identities (pids) and cameras (camids) o
   query (the one implementation; the geometry statistics and the plots use it too);
 - :mod:`drsl.metrics.rank`: :func:`evaluate_rank`, :func:`evaluate_embeddings`,
   :func:`average_precision` (both AP conventions, :data:`AP_MODES`);
+- :mod:`drsl.metrics.rerank`: :func:`rerank_distances`, k-reciprocal re-ranking (Zhong et
+  al., CVPR 2017), memory-bounded;
 - :mod:`drsl.metrics.reference`: :func:`~drsl.metrics.reference.evaluate_market`, the same
-  metrics as a short per-query loop to read;
+  metrics as a short per-query loop to read, and
+  :func:`~drsl.metrics.reference.rerank_loop`, re-ranking as the paper's per-item loop;
 - :mod:`drsl.metrics.queries`: a few queries' ranked lists and the choice of queries to show
   (for the ranking plots; re-exported by :mod:`drsl.geometry`).
 
@@ -42,6 +45,7 @@ from drsl.metrics.rank import (
     evaluate_embeddings,
     evaluate_rank,
 )
+from drsl.metrics.rerank import rerank_distances
 
 __all__ = [
     "AP_MODES",
@@ -53,4 +57,5 @@ __all__ = [
     "gallery_roles",
     "role_codes",
     "pair_masks",
+    "rerank_distances",
 ]

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "as_matrix",
     "JUNK_PID",
     "DISTRACTOR_PID",
     "ROLES",
@@ -57,6 +58,31 @@ ROLES = ("negative", "distractor", "match", "same_camera", "junk")
 NEGATIVE, DISTRACTOR, MATCH, SAME_CAMERA, JUNK = range(len(ROLES))
 
 ArrayLike = np.ndarray | Tensor | Sequence
+
+
+def as_matrix(values: ArrayLike, name: str) -> np.ndarray:
+    """A 2-D NumPy view of a matrix (a distance matrix ``nq x ng``, a table of values), checked.
+
+    Args:
+        values (array-like or Tensor): 2-D; a tensor is detached and moved to the CPU.
+        name (str): the argument's name, for the error message.
+
+    Returns:
+        np.ndarray: the values, 2-D, without a copy where NumPy allows.
+
+    Raises:
+        ValueError: the input is not 2-D.
+
+    Example:
+        >>> as_matrix(torch.zeros(2, 3), "distmat").shape
+        (2, 3)
+    """
+    if isinstance(values, Tensor):
+        values = values.detach().cpu().numpy()
+    a = np.asarray(values)
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (nq x ng), got shape {a.shape}")
+    return a
 
 
 def as_ids(

@@ -15,22 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from drsl.metrics.protocol import DISTRACTOR, MATCH, NEGATIVE, as_ids, role_codes
+from drsl.metrics.protocol import DISTRACTOR, MATCH, NEGATIVE, as_ids, as_matrix, role_codes
 from drsl.metrics.rank import average_precision, evaluate_rank
 
 __all__ = ["QUERY_ORDERS", "QueryRanking", "QuerySelection", "rank_queries", "select_queries"]
 
 #: Query orders understood by :func:`select_queries`.
 QUERY_ORDERS = ("random", "best", "worst")
-
-
-def _as_matrix(x, name: str) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
-    a = np.asarray(x)
-    if a.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (nq x ng), got shape {a.shape}")
-    return a
 
 
 @dataclass(frozen=True)
@@ -106,7 +97,7 @@ def rank_queries(
         >>> r.gallery.tolist(), r.matches.tolist(), r.match_ranks.tolist()
         ([2, 0], [False, True], [2])
     """
-    dm = _as_matrix(distmat, "distmat")
+    dm = as_matrix(distmat, "distmat")
     nq, ng = dm.shape
     idx = np.asarray([int(i) for i in query_indices], dtype=np.int64)
     bad = idx[(idx < 0) | (idx >= nq)]
@@ -168,7 +159,7 @@ def select_queries(
         raise ValueError(f"order must be one of {QUERY_ORDERS}, got {order!r}")
     if num < 1:
         raise ValueError(f"num must be >= 1, got {num}")
-    dm = _as_matrix(distmat, "distmat")
+    dm = as_matrix(distmat, "distmat")
     res = evaluate_rank(
         dm,
         q_pids,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["evaluate_market"]
+__all__ = ["evaluate_market", "rerank_loop"]
 
 
 def evaluate_market(distmat, q_pids, g_pids, q_camids, g_camids, *, max_rank: int = 50) -> dict:
@@ -54,3 +54,49 @@ def evaluate_market(distmat, q_pids, g_pids, q_camids, g_camids, *, max_rank: in
     if not aps:
         raise ValueError("no valid query: no query has a valid match in the gallery")
     return {"cmc": np.mean(cmcs, axis=0), "mAP": float(np.mean(aps)), "mINP": float(np.mean(inps))}
+
+
+def _k_reciprocal(rank: np.ndarray, i: int, k: int) -> np.ndarray:
+    forward = rank[i, : k + 1]  # the k + 1 nearest, i itself included
+    backward = rank[forward, : k + 1]
+    return forward[np.where(backward == i)[0]]
+
+
+def rerank_loop(distmat_all, num_query: int, *, k1: int = 20, k2: int = 6, lambda_value=0.3):
+    """k-reciprocal re-ranking as the paper's per-item loop (the authors' ``re_ranking``).
+
+    Args:
+        distmat_all (array-like, N x N): Euclidean distances among all ``N`` images, the
+            ``num_query`` queries first, then the gallery.
+        num_query (int): how many of the ``N`` are queries.
+        k1, k2, lambda_value: as :func:`drsl.metrics.rerank.rerank_distances`.
+
+    Returns:
+        np.ndarray: ``num_query x (N - num_query)`` re-ranked distances (float64).
+
+    Reference: Zhong et al., CVPR 2017, and their ``re_ranking`` code (kept: squared distances
+    divided by each row's maximum, a stable argsort here).
+    """
+    d2 = np.asarray(distmat_all, dtype=np.float64) ** 2
+    dist = d2 / d2.max(axis=1, keepdims=True)
+    n = len(dist)
+    rank = np.argsort(dist, axis=1, kind="stable")
+    V = np.zeros((n, n))
+    for i in range(n):
+        r1 = _k_reciprocal(rank, i, k1)
+        expansion = r1
+        for c in r1:  # add a neighbour's own neighbourhood when it mostly agrees with ours
+            rc = _k_reciprocal(rank, c, int(np.around(k1 / 2.0)))
+            if len(np.intersect1d(rc, r1)) > 2.0 / 3 * len(rc):
+                expansion = np.append(expansion, rc)
+        expansion = np.unique(expansion)
+        weight = np.exp(-dist[i, expansion])
+        V[i, expansion] = weight / np.sum(weight)
+    if k2 != 1:  # local query expansion
+        V = np.stack([V[rank[i, :k2]].mean(axis=0) for i in range(n)])
+    jaccard = np.zeros((num_query, n))
+    for i in range(num_query):
+        shared = np.minimum(V[i], V).sum(axis=1)  # sum_k min(V_ik, V_jk) for every j
+        jaccard[i] = 1 - shared / (2.0 - shared)
+    final = jaccard * (1 - lambda_value) + dist[:num_query] * lambda_value
+    return final[:, num_query:]

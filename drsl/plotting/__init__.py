@@ -17,7 +17,7 @@ applies it on import).
 
 from __future__ import annotations
 
-import importlib
+from drsl._lazy import lazy_exports
 
 from ._style import NEG_COLOR, POS_COLOR, set_course_theme
 
@@ -50,16 +50,8 @@ _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = ["POS_COLOR", "NEG_COLOR", "set_course_theme", *_WHERE]
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return importlib.import_module(f".{name}", __name__)
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_WHERE, *_EXPORTS})
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {**{m: f".{m}" for m in _EXPORTS}, **{n: f".{m}" for n, m in _WHERE.items()}},
+    globals(),
+)

@@ -1,4 +1,4 @@
-"""Figures of the positive/negative-ratio explorer (notebook ``06_explore``).
+"""Figures of the positive/negative-ratio explorer (notebook ``07_explore``).
 
 The widgets of :mod:`drsl.widgets` draw these same figures on every change, and the notebook's
 static grid (for GitHub / nbviewer, where widgets do not render) lays them out side by side.
@@ -455,7 +455,7 @@ def plot_explorer_grid(
     if len(summaries) == 0:
         raise ValueError("summaries must not be empty")
     rows = len(summaries) + (curves is not None)
-    fig = plt.figure(figsize=(15, 3.3 * rows))
+    fig = plt.figure(figsize=(13, 3.3 * rows))
     gs = fig.add_gridspec(rows, 3, width_ratios=[1.5, 1, 1.2], hspace=0.6, wspace=0.55)
     fig.subplots_adjust(left=0.05, right=0.98, top=0.97, bottom=0.05)
     for r, s in enumerate(summaries):

@@ -7,19 +7,19 @@
 - :mod:`drsl.train.step`       :func:`train_step`: autocast forward, gathered references and the
   cross-batch memory, update, enqueue
 - :mod:`drsl.train.parts`      what a run builds (DDP-wrapped model, sharded sampler, memory,
-  precision) and its resumable state
+  precision and its grad scaler)
 - :mod:`drsl.train.distributed` torchrun context, references gathered with gradient, the scale
 - :mod:`drsl.train.precision`  ``--amp``: autocast, float32 losses, the grad scaler
 - :mod:`drsl.train.run_folder` every file a run writes (lock, atomic writes, rank-0 seam)
-- :mod:`drsl.train.checkpoint` atomic saves, ``model.pt`` (:func:`save_model`,
-  :func:`load_model`), the resume state
+- :mod:`drsl.train.checkpoint` the whole life of ``last.pt`` (snapshot, atomic save, check,
+  restore) and ``model.pt`` (:func:`save_model`, :func:`load_model`), loaded as data
 - :mod:`drsl.train.evaluation` :func:`embed`, :func:`evaluate` (Market protocol; not named
   ``evaluate.py``, which the function of the same name would shadow)
 - :mod:`drsl.train.notebook`   :func:`load_or_train`
 
-The in-memory image sets (:class:`ImageSet`, :class:`ReIDData`, :func:`load_data`,
-:func:`make_random_data`) live in :mod:`drsl.data.images` and are re-exported here. Names load
-on first use (``from drsl.train import TrainConfig`` does not import torch).
+The in-memory image sets a run trains on (``ReIDData``, ``load_data``, ``make_random_data``)
+are :mod:`drsl.data.images`'. Names load on first use (``from drsl.train import TrainConfig``
+does not import torch).
 
 Reference: Luo et al., "Bag of Tricks and A Strong Baseline for Deep Person Re-identification",
 CVPR-W 2019; spec ``drsl-loss.md``.
@@ -27,17 +27,13 @@ CVPR-W 2019; spec ``drsl-loss.md``.
 
 from __future__ import annotations
 
-import importlib
+from drsl._lazy import lazy_exports
 
 _EXPORTS = {
     "LOSS_CHOICES": "drsl.train.config",
     "TrainConfig": "drsl.train.config",
     "read_config": "drsl.train.config",
     "config_to_toml": "drsl.train.config",
-    "ImageSet": "drsl.data.images",
-    "ReIDData": "drsl.data.images",
-    "load_data": "drsl.data.images",
-    "make_random_data": "drsl.data.images",
     "TrainResult": "drsl.train.checkpoint",
     "CheckpointError": "drsl.train.checkpoint",
     "atomic_save": "drsl.train.checkpoint",
@@ -59,13 +55,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -7,6 +7,10 @@
   metrics, history), the format of the shipped checkpoints and of ``python -m drsl eval``.
 - :func:`rng_state` / :func:`set_rng_state`, :func:`read_state`: what ``last.pt`` needs so
   that a resumed run replays the exact same steps.
+- :class:`State`, :func:`snapshot`, :func:`resume_parts`: the whole life of ``last.pt``. Under
+  data parallelism every rank builds the snapshot (the per-rank RNG states are gathered, a
+  collective) and rank 0 writes it; on resume rank 0 reads and checks it and broadcasts it
+  (other machines need no shared file system), and every rank restores its own RNG state.
 
 Every checkpoint is loaded as data, never run as code: ``torch.load(..., weights_only=True)``
 reads tensors and plain containers only, plus the few types of :data:`SAFE_GLOBALS` (numpy's
@@ -22,9 +26,9 @@ import os
 import pickle
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -32,7 +36,11 @@ import torch
 from drsl.fsutil import atomic_write
 from drsl.models import ReIDNet
 from drsl.train.config import TrainConfig
+from drsl.train.distributed import all_gather_object, main_first
 from drsl.train.factory import build_model, select_device
+
+if TYPE_CHECKING:
+    from drsl.train.parts import Parts
 
 __all__ = [
     "FORMAT",
@@ -45,6 +53,9 @@ __all__ = [
     "rng_state",
     "set_rng_state",
     "read_state",
+    "State",
+    "snapshot",
+    "resume_parts",
 ]
 
 FORMAT = "drsl-model-v1"
@@ -288,7 +299,7 @@ def set_rng_state(state: dict[str, Any], cuda_device: torch.device | None = None
         torch.cuda.set_rng_state(state["cuda_device"], cuda_device)
 
 
-#: what a ``last.pt`` must hold (``drsl.train.parts.snapshot`` writes them)
+#: what a ``last.pt`` must hold (:func:`snapshot` writes them)
 STATE_KEYS = (
     "config", "model", "optimizer", "scheduler", "rng", "epoch", "step_in_epoch", "step",
     "seconds", "history", "batches",
@@ -341,3 +352,99 @@ def read_state(
             "another out_dir or --no-resume"
         )
     return state
+
+
+# --------------------------------------------------------------------------------------------
+# the resume state of a run: what last.pt holds, and its restoration
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class State:
+    """What changes as the run goes (saved in ``last.pt`` with the model and optimiser)."""
+
+    epoch: int = 0
+    step_in_epoch: int = 0
+    step: int = 0
+    seconds: float = 0.0
+    history: dict[str, list[dict[str, float]]] = field(
+        default_factory=lambda: {"train": [], "eval": []}
+    )
+    pending: list[list[int]] | None = None
+
+
+def _rng(parts: Parts) -> Any:
+    if not parts.ctx.is_distributed:
+        return rng_state()
+    return all_gather_object(rng_state(parts.device))  # per rank, in rank order
+
+
+def snapshot(parts: Parts, st: State, batches: list[list[int]] | None) -> dict[str, Any]:
+    """The resume state (``last.pt``); a collective under data parallelism (every rank calls)."""
+    return {
+        "config": parts.config.to_dict(),
+        "num_classes": parts.data.num_classes,
+        "data_fingerprint": parts.data.fingerprint,
+        "model": parts.net.state_dict(),
+        "optimizer": parts.optimizer.state_dict(),
+        "scheduler": parts.scheduler.state_dict(),
+        "rng": _rng(parts),
+        "epoch": st.epoch,
+        "step_in_epoch": st.step_in_epoch,
+        "step": st.step,
+        "batches": batches,
+        "history": st.history,
+        "seconds": st.seconds,
+        "world_size": parts.ctx.world_size,
+        "memory": parts.memory.state_dict() if parts.memory is not None else None,
+        "scaler": parts.scaler.state_dict(),  # {} for a disabled scaler
+    }
+
+
+def _to(value: Any, device: torch.device) -> Any:
+    return value.to(device) if isinstance(value, torch.Tensor) else value
+
+
+def resume_parts(parts: Parts, path: Path | None) -> State | None:
+    """Restore ``path`` (a ``last.pt``) into ``parts``; None when there is nothing to resume.
+
+    Rank 0 decides whether the state exists and reads it; every rank gets it by broadcast.
+
+    Raises:
+        CheckpointError: a damaged state, another config, other data or another world size
+        (on every rank).
+    """
+    ctx = parts.ctx
+
+    def read() -> dict[str, Any] | None:
+        if path is None or not (path.exists() or path.is_symlink()):
+            return None
+        return read_state(path, parts.config, parts.data.fingerprint, world_size=ctx.world_size)
+
+    s = main_first(ctx, read)
+    if s is None:
+        return None
+    try:
+        parts.net.load_state_dict(s["model"])
+        parts.optimizer.load_state_dict(s["optimizer"])
+        parts.scheduler.load_state_dict(s["scheduler"])
+        rng = s["rng"]
+        set_rng_state(rng[ctx.rank] if isinstance(rng, list) else rng, parts.device)
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as err:
+        line = (str(err).strip().splitlines() or [type(err).__name__])[-1].strip()[:200]
+        raise CheckpointError(
+            f"{path} does not fit this run ({line}); the file is damaged or was edited; start "
+            "over with --no-resume (resume=False) or delete it"
+        ) from None
+    if parts.memory is not None and s.get("memory") is not None:
+        parts.memory.load_state_dict({k: _to(v, parts.device) for k, v in s["memory"].items()})
+    if s.get("scaler"):
+        parts.scaler.load_state_dict(s["scaler"])
+    return State(
+        epoch=s["epoch"],
+        step_in_epoch=s["step_in_epoch"],
+        step=s["step"],
+        seconds=s["seconds"],
+        history=s["history"],
+        pending=s["batches"],
+    )

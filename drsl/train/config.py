@@ -25,11 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from drsl.losses.names import RECORDS as _RECORDS
+
 __all__ = [
     "LOSS_CHOICES",
     "AMP_CHOICES",
     "DTYPES",
     "METRIC_LOSSES",
+    "MEMORY_ROLES",
     "RUN_KEYS",
     "TrainConfig",
     "ConfigFileError",
@@ -39,29 +42,16 @@ __all__ = [
 ]
 
 #: The loss names the course uses (any ``ce+<name>`` or ``<name>`` of ``drsl.losses.LOSSES``,
-#: and ``ce`` alone, are accepted too).
-LOSS_CHOICES = (
-    "ce+triplet",
-    "ce+smooth_ap",
-    "ce+drsl_rank",
-    "ce+drsl",
-    "triplet",
-    "smooth_ap",
-    "drsl",
-    "drsl_rank",
-    "contrastive",
+#: and ``ce`` alone, are accepted too): the ``course`` recipes of ``drsl.losses.names``.
+LOSS_CHOICES = tuple(
+    prefix + r.name for prefix in ("ce+", "") for r in _RECORDS if prefix in r.course
 )
-#: the metric losses of ``drsl.losses.LOSSES``, listed here so that a loss name is checked
-#: without importing torch (a test keeps the two equal)
-METRIC_LOSSES = (
-    "contrastive",
-    "drsl",
-    "drsl_rank",
-    "drsl_smooth",
-    "smooth_ap",
-    "triplet",
-    "triplet_soft",
-)
+#: the metric losses of ``drsl.losses.LOSSES`` (one record each in ``drsl.losses.names``,
+#: which imports no torch, so a loss name is checked without importing torch)
+METRIC_LOSSES = tuple(sorted(r.name for r in _RECORDS))
+#: values of ``memory_role``: how the cross-batch memory's items serve as references (spec,
+#: "Negatives-only references"); ``drsl.losses`` checks the same names.
+MEMORY_ROLES = ("all", "negatives")
 #: dtype names a config may ask for (mapped to torch dtypes by the loop).
 DTYPES = ("float32", "float64")
 #: values of ``amp`` (``drsl.train.precision`` maps them to an autocast dtype): ``off``;
@@ -144,13 +134,15 @@ class TrainConfig:
         memory_size (int): rows of the cross-batch memory (``drsl.losses.memory``): the
             detached embeddings of earlier batches, passed to the metric loss as reference
             items and enqueued after each step's loss (0: no memory). memory_warmup (int):
-            steps before the memory is read or filled.
+            steps before the memory is read or filled. memory_role (str): ``"all"`` or
+            ``"negatives"`` (:data:`MEMORY_ROLES`; the losses' ``ref_role`` for the memory
+            items, spec "Negatives-only references"; gathered batches always ``"all"``).
         amp (str): mixed precision of the forward pass, one of :data:`AMP_CHOICES`
             (``drsl.train.precision``); the losses stay float32.
 
-    The scale fields (``memory_size``, ``memory_warmup``, ``amp``) came after the shipped
-    checkpoints: :meth:`to_dict` leaves them out while at their defaults, so the configs
-    stored in older checkpoints and resume states still equal today's.
+    The scale fields (``memory_size``, ``memory_warmup``, ``memory_role``, ``amp``) came
+    after the shipped checkpoints: :meth:`to_dict` leaves them out while at their defaults,
+    so the configs stored in older checkpoints and resume states still equal today's.
 
     Example:
         >>> cfg = TrainConfig(P=8, loss_kwargs={"delta": 0.5}).validate()
@@ -207,6 +199,13 @@ class TrainConfig:
     memory_warmup: int = _opt(
         0, "steps before the cross-batch memory is read or filled", omit_default=True
     )
+    memory_role: str = _opt(
+        "all",
+        "how memory items serve the metric loss: 'all' (positives and negatives by label) or "
+        "'negatives' (an item sharing the anchor's label is left out: the ratio alone moves)",
+        choices=MEMORY_ROLES,
+        omit_default=True,
+    )
     amp: str = _opt(
         "off",
         "mixed precision of the forward pass: bf16 autocast on the CPU; fp16 (grad scaler) "
@@ -256,6 +255,10 @@ class TrainConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {v!r}")
+        if self.memory_role not in MEMORY_ROLES:
+            raise ValueError(
+                f"memory_role must be one of {list(MEMORY_ROLES)}, got {self.memory_role!r}"
+            )
         if self.memory_size and metric is None:
             raise ValueError(
                 f"memory_size {self.memory_size} needs a metric loss (the memory holds "

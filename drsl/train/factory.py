@@ -97,26 +97,27 @@ def build_model(config: TrainConfig, num_classes: int) -> ReIDNet:
 class Objective:
     """The training objective of a config: ``ce_weight * CE + metric_weight * metric``.
 
-    Called as ``objective(out, labels, **refs)`` (one process, optional explicit reference
-    items) or ``objective(out, labels, gathered=gb, extra_references=mem)``: then the metric
-    loss goes through ``drsl.train.distributed.data_parallel_loss`` (the other processes'
-    batches and the memory as references, the per-process scale ``c_r``) and the CE term is
-    scaled by ``gb.scale("items")`` when several processes take part. In one process without
-    references both calls compute exactly the same tensors as the plain losses.
+    One calling convention, ``objective(out, labels, gathered=gb, extra_references=mem)``
+    (both optional): the metric loss goes through ``drsl.train.distributed.data_parallel_loss``
+    (the other processes' batches and the memory as references, the per-process scale ``c_r``)
+    and the CE term is scaled by ``gb.scale("items")`` when several processes take part. In one
+    process without a memory it computes exactly the same tensors as the plain losses.
 
     Attributes:
         use_ce (bool): whether the CE term is on. metric_name (str or None): the metric loss.
-        wants_angle (bool): a DRSL-family metric (takes angle embeddings).
+        wants_angle (bool): a metric loss that takes angle embeddings (the DRSL family; its
+            record in ``drsl.losses.names``).
     """
 
     def __init__(self, config: TrainConfig) -> None:
         from drsl.losses import get_loss
+        from drsl.losses.names import record
 
         self.config = config
         self.use_ce, self.metric_name = parse_loss(config.loss)
         name = self.metric_name
         self.metric = get_loss(name, **config.loss_kwargs) if name else None
-        self.wants_angle = name is not None and name.startswith("drsl")
+        self.wants_angle = name is not None and record(name).takes_angle
 
     def angle_of(self, out: ReIDOutput) -> Tensor | None:
         """DRSL's angle embeddings of ``out`` (``bn_features`` for ``angle_source="bn"``)."""
@@ -124,27 +125,18 @@ class Objective:
             return out.bn_features
         return None
 
-    def _metric(self, out, labels, gathered, extra, refs) -> Tensor:
-        angle = self.angle_of(out)
-        if gathered is None and extra is None:  # the batch-only call (plus explicit refs)
-            refs = {k: v for k, v in refs.items() if v is not None}
-            if not self.wants_angle:
-                refs.pop("ref_angle_embeddings", None)
-            if angle is not None:
-                return self.metric(out.features, labels, angle_embeddings=angle, **refs)
-            return self.metric(out.features, labels, **refs)
-        if any(v is not None for v in refs.values()):
-            raise ValueError("pass reference items as ref_* keywords or extra_references, not both")
+    def _metric(self, out, labels, gathered, extra) -> Tensor:
         from drsl.train.distributed import NORMALISERS, data_parallel_loss
 
         return data_parallel_loss(
             self.metric,
             out.features,
             labels,
-            angle_embeddings=angle,
+            angle_embeddings=self.angle_of(out),
             normaliser=NORMALISERS[self.metric_name],
             extra_references=extra,
             gathered=gathered,
+            extra_role=self.config.memory_role,
         )
 
     def __call__(
@@ -154,15 +146,14 @@ class Objective:
         *,
         gathered: Any = None,
         extra_references: tuple | None = None,
-        **refs: Tensor | None,
     ) -> tuple[Tensor, dict[str, float]]:
         """Args:
             out (ReIDOutput): ``features`` (B x D), ``bn_features``, ``logits`` (B x C).
             labels (Tensor): ``B`` identity labels.
-            gathered (GatheredBatch, optional): every process's batch (``gather_batch``).
+            gathered (GatheredBatch, optional): every process's batch; default
+                ``gather_batch`` of this one (in one process: the batch itself).
             extra_references (tuple, optional): ``(emb R x D, labels R, angle or None)``,
                 e.g. ``CrossBatchMemory.references()``.
-            **refs: ``ref_embeddings``, ``ref_labels``, ``ref_angle_embeddings`` (one process).
 
         Returns:
             tuple: the 0-d total loss and ``{"ce", "metric", "loss"}`` as floats (this
@@ -170,18 +161,21 @@ class Objective:
             one-process value, ``drsl.train.distributed.reduce_means``).
         """
         from drsl.losses import cross_entropy_label_smooth
+        from drsl.train.distributed import gather_batch
 
         cfg = self.config
+        if gathered is None:
+            gathered = gather_batch(out.features, labels, self.angle_of(out))
         total = out.features.new_zeros(())
         parts: dict[str, float] = {}
         if self.use_ce:
             ce = cross_entropy_label_smooth(out.logits, labels, epsilon=cfg.label_smoothing)
-            if gathered is not None and gathered.world_size > 1:
+            if gathered.world_size > 1:
                 ce = ce * gathered.scale("items").to(ce)  # c_r = W B_r / sum_v B_v
             total = total + cfg.ce_weight * ce
             parts["ce"] = float(ce.detach())
         if self.metric is not None:
-            m = self._metric(out, labels, gathered, extra_references, refs)
+            m = self._metric(out, labels, gathered, extra_references)
             total = total + cfg.metric_weight * m
             parts["metric"] = float(m.detach())
         parts["loss"] = float(total.detach())
@@ -194,17 +188,16 @@ def build_criterion(config: TrainConfig) -> Objective:
     ``total = ce_weight * CE_ls(logits, labels) + metric_weight * metric(features, labels)``,
     the metric loss on the pre-BN ``features`` (BNNeck); DRSL-family losses also get
     ``angle_embeddings`` (post-BN features when ``angle_source == "bn"``). Reference items
-    (``ref_embeddings`` ``R x D``, ``ref_labels`` ``R``, e.g. a cross-batch memory; the
-    DRSL family also ``ref_angle_embeddings``) are passed through to the metric loss; under
-    data parallelism the other processes' batches join them (``gathered=``).
+    reach the metric loss as ``extra_references`` (a cross-batch memory's ``references()``)
+    and, under data parallelism, as the other processes' batches (``gathered=``).
 
     Args:
         config (TrainConfig): uses ``loss``, ``loss_kwargs``, the weights, ``label_smoothing``
             and ``angle_source``.
 
     Returns:
-        Objective: ``(ReIDOutput, labels (B,), **refs) -> (total loss (0-d), {"loss", "ce",
-        "metric"})``.
+        Objective: ``(ReIDOutput, labels (B,), gathered=None, extra_references=None) ->
+        (total loss (0-d), {"loss", "ce", "metric"})``.
 
     Reference: Luo et al. 2019 (BNNeck); spec "Words" (angle embeddings), "Beyond the batch".
 

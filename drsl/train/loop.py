@@ -45,17 +45,18 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from drsl.data.images import ImageSet, ReIDData
-from drsl.train.checkpoint import TrainResult
+from drsl.train.checkpoint import State, TrainResult, resume_parts, snapshot
 from drsl.train.config import TrainConfig
 from drsl.train.distributed import (
     DistributedContext,
     barrier,
     current_context,
+    main_first,
     sync_buffers,
 )
 from drsl.train.evaluation import evaluate
 from drsl.train.factory import select_device
-from drsl.train.parts import Parts, State, build_parts, main_first, resume_parts, snapshot
+from drsl.train.parts import Parts, build_parts
 from drsl.train.run_folder import RunFolder
 from drsl.train.step import train_step
 
@@ -333,7 +334,7 @@ def train(
     steps. The run folder is locked (``drsl.fsutil.lock_folder``) while training.
 
     Data parallelism (``torchrun --nproc_per_node=W -m drsl train``, or ``ctx`` from
-    ``drsl.train.distributed.init_distributed``): each process draws ``P`` identities of a
+    ``drsl.train.distributed.distributed``): each process draws ``P`` identities of a
     sharded PK batch (global batch ``W x P x K``), the model is wrapped in
     ``DistributedDataParallel``, the loss gets the other processes' embeddings as references
     and the scale ``c_r`` (``drsl.train.distributed``); rank 0 alone writes files and
@@ -345,8 +346,8 @@ def train(
         config (TrainConfig): the run. data (ReIDData): preloaded images.
         out_dir (str | PathLike, optional): run folder (checkpoints and logs); ``None`` keeps
             everything in memory (no resume).
-        device (str | torch.device, optional): ``None``/``"auto"``: CUDA if present, else CPU
-            (under data parallelism ``ctx.device``).
+        device (str | torch.device, optional): ``None``/``"auto"``: CUDA if present, else CPU;
+            used only without ``ctx`` (a context brings its device).
         resume (bool): continue from ``out_dir/last.pt`` when it exists (its config must equal
             ``config``). Default True.
         progress (bool): show a tqdm bar (``tqdm.auto``: notebook widget or terminal; rank 0).
@@ -377,14 +378,11 @@ def train(
         True
     """
     config.validate()
-    dev = select_device(device)  # one-line errors for a bad device
-    if ctx is None:
-        ctx = current_context(dev)
-    if ctx.is_distributed:
-        dev = ctx.device
+    if ctx is None:  # the one place the device is resolved; the context owns it from here
+        ctx = current_context(select_device(device))  # one-line errors for a bad device
     folder = RunFolder(out_dir, writer=ctx.is_main)
     with _locked(folder, ctx):
-        parts = build_parts(config, data, dev, ctx)
+        parts = build_parts(config, data, ctx)
         st = _start(parts, folder, resume)
         folder.write_config(config, run={"world_size": ctx.world_size})
         bar = tqdm(
@@ -409,15 +407,14 @@ def train(
             {k: v for k, v in evals[-1].items() if k not in ("step", "epoch")} if evals else {}
         )
         result = TrainResult(
-            parts.net,
-            config,
-            st.history,
-            metrics,
-            st.seconds,
-            folder.path,
-            False,
-            data.fingerprint,
-            ctx.world_size,
+            model=parts.net,
+            config=config,
+            history=st.history,
+            metrics=metrics,
+            seconds=st.seconds,
+            out_dir=folder.path,
+            data_fingerprint=data.fingerprint,
+            world_size=ctx.world_size,
         )
         folder.save_final(result, data)
     barrier()  # every rank returns once rank 0 has written model.pt

@@ -94,21 +94,6 @@ class Precision:
             return torch.autocast(self.device_type, enabled=False)
         return torch.autocast(self.device_type, dtype=self.dtype)
 
-    def full_precision(self) -> AbstractContextManager:
-        """A context with autocast off, for the losses when they are called inside one.
-
-        Returns:
-            ContextManager: ``torch.autocast(device_type, enabled=False)``.
-
-        Example:
-            >>> p = resolve_precision("bf16", "cpu")
-            >>> with p.autocast(), p.full_precision():
-            ...     z = torch.randn(3, 4) @ torch.randn(4, 2)
-            >>> z.dtype
-            torch.float32
-        """
-        return torch.autocast(self.device_type, enabled=False)
-
     def grad_scaler(self) -> torch.amp.GradScaler:
         """A :class:`torch.amp.GradScaler`, enabled only where it is needed (fp16 on CUDA).
 

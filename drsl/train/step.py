@@ -29,14 +29,19 @@ import torch
 from torch import Tensor
 
 from drsl.train.distributed import gather_batch, reduce_means
+from drsl.train.factory import Objective
 from drsl.train.precision import Precision, backward_step, to_float32
 
 __all__ = ["train_step"]
 
 
+def _plain_scaler(loss: Tensor) -> torch.amp.GradScaler:
+    return torch.amp.GradScaler(loss.device.type, enabled=False)
+
+
 def train_step(
     model: torch.nn.Module,
-    criterion: Callable[..., tuple[Tensor, dict[str, float]]],
+    criterion: Objective,
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
     x: Tensor,
@@ -46,27 +51,24 @@ def train_step(
     precision: Precision | None = None,
     scaler: torch.amp.GradScaler | None = None,
     memory: Any = None,
-    **refs: Tensor | None,
 ) -> dict[str, float]:
     """One optimiser step: forward, loss, (check), backward, optimiser, scheduler, enqueue.
 
     Args:
         model (nn.Module): the network (a ``DistributedDataParallel`` wrapper under torchrun)
             returning a :class:`drsl.models.ReIDOutput` in training mode.
-        criterion (Callable): ``build_criterion(config)`` (an ``Objective``: gathered
-            references and the memory are used) or any ``(out, y, **refs) -> (loss, parts)``.
+        criterion (Objective): ``build_criterion(config)`` (gathered references and the memory
+            are used).
         optimizer, scheduler: the run's optimiser and learning-rate schedule.
         x (Tensor): ``B x 3 x H x W`` transformed images (this process's batch).
         y (Tensor): ``B`` labels.
         check (Callable, optional): called with the loss value before the update; raising
             there (e.g. :class:`drsl.train.loop.LossGuard`) leaves the model untouched.
         precision (Precision, optional): the autocast setting (default: off).
-        scaler (torch.amp.GradScaler, optional): for float16; ``None``: plain backward.
+        scaler (torch.amp.GradScaler, optional): ``precision.grad_scaler()`` (disabled unless
+            float16 needs it); ``None``: a disabled one (plain backward).
         memory (CrossBatchMemory, optional): read as references, then fed the global batch;
             ``None`` during a memory warm-up or without one.
-        **refs: ``ref_embeddings`` (R x D), ``ref_labels`` (R), ``ref_angle_embeddings``
-            passed to the criterion as they are (one process, no gather; not together with
-            ``memory``).
 
     Returns:
         dict[str, float]: the loss terms (``loss``, ``ce``, ``metric``), averaged over processes.
@@ -90,27 +92,14 @@ def train_step(
         out = to_float32(out)
     else:
         out = model(x)
-    explicit = any(v is not None for v in refs.values())
-    if not hasattr(criterion, "angle_of") or explicit:  # the batch-only call (+ given refs)
-        if memory is not None:
-            raise ValueError(
-                "a cross-batch memory needs build_criterion's objective and no ref_* keywords"
-            )
-        loss, parts = criterion(out, y, **refs)
-        gathered = None
-    else:
-        gathered = gather_batch(out.features, y, criterion.angle_of(out))
-        extra = memory.references() if memory is not None else None
-        loss, parts = criterion(out, y, gathered=gathered, extra_references=extra)
-        parts = reduce_means(parts)  # the global batch's loss terms (unchanged in one process)
+    gathered = gather_batch(out.features, y, criterion.angle_of(out))
+    extra = memory.references() if memory is not None else None
+    loss, parts = criterion(out, y, gathered=gathered, extra_references=extra)
+    parts = reduce_means(parts)  # the global batch's loss terms (unchanged in one process)
     if check is not None:
         check(parts["loss"])
     optimizer.zero_grad(set_to_none=True)
-    if scaler is None:
-        loss.backward()
-        optimizer.step()
-    else:
-        backward_step(loss, optimizer, scaler)
+    backward_step(loss, optimizer, scaler if scaler is not None else _plain_scaler(loss))
     scheduler.step()
     if memory is not None:  # after the loss and the update: never an item's own reference
         memory.enqueue(*gathered.global_batch())

@@ -1,4 +1,4 @@
-"""ipywidgets explorers of the positive/negative ratio (notebook ``06_explore``).
+"""ipywidgets explorers of the positive/negative ratio (notebook ``07_explore``).
 
 Two views, each a small class holding its controls, its callbacks and its outputs, so that the
 logic runs and is tested without a kernel: setting ``explorer.controls["P"].value`` recomputes

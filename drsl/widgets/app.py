@@ -1,4 +1,4 @@
-"""Both views in one Tab: what notebook ``06_explore`` and the Voila app show.
+"""Both views in one Tab: what notebook ``07_explore`` and the Voila app show.
 
 Reference: ``docs/drsl-loss-spec.md``, "Why it suits imbalance".
 """

@@ -44,38 +44,29 @@ and evaluation" of this project (the generator's requirements).
 
 from __future__ import annotations
 
-import importlib
+from drsl._lazy import lazy_exports
 
 _EXPORTS = {
-    "GENERATOR_VERSION": "config",
-    "SynthConfig": "config",
-    "DEFAULT": "config",
-    "FAST": "config",
-    "make_config": "config",
-    "generate": "writer",
-    "ensure_dataset": "cache",
-    "render_identity": "render",
-    "read_manifest": "manifest",
-    "verify": "manifest",
-    "check_set": "manifest",
-    "is_ours": "manifest",
-    "repair_command": "manifest",
-    "synth_command": "command",
-    "main": "command",
+    "GENERATOR_VERSION": ".config",
+    "SynthConfig": ".config",
+    "DEFAULT": ".config",
+    "FAST": ".config",
+    "make_config": ".config",
+    "generate": ".writer",
+    "ensure_dataset": ".cache",
+    "render_identity": ".render",
+    "read_manifest": ".manifest",
+    "verify": ".manifest",
+    "check_set": ".manifest",
+    "is_ours": ".manifest",
+    "repair_command": ".manifest",
+    "synth_command": ".command",
+    "main": ".command",
 }
 
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    # submodules load on first use, so that ``drsl.data.synth.config`` (a CLI's parser) does
-    # not import numpy and PIL
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+# submodules load on first use, so that ``drsl.data.synth.config`` (a CLI's parser) does not
+# import numpy and PIL
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -1,19 +1,19 @@
-"""The torchrun context of a data-parallel run, model wrapping and small collectives.
+"""The torchrun context of a data-parallel run, its one lifecycle, model wrapping, collectives.
 
-``torchrun`` sets ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` (and ``MASTER_ADDR`` /
-``MASTER_PORT``) in every process it starts; :func:`init_distributed` reads them and joins the
-process group (``gloo`` on the CPU, ``nccl`` on CUDA, device ``cuda:LOCAL_RANK``). Without a
-process group every function here is the one-process identity.
+``torchrun`` sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``
+in every process it starts. :meth:`DistributedContext.from_env` reads them (nothing starts);
+``with distributed() as ctx:`` also joins the process group (``gloo`` on the CPU, ``nccl`` on
+CUDA with device ``cuda:LOCAL_RANK``) and leaves it at the end. Without a process group every
+collective here is the one-process identity.
 
-Reference: PyTorch, "Getting Started with Distributed Data Parallel" and ``torchrun`` (Elastic
-Launch) docs.
+Reference: PyTorch, "Getting Started with Distributed Data Parallel" and ``torchrun`` docs.
 """
 
 from __future__ import annotations
 
 import datetime
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -22,31 +22,9 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-__all__ = [
-    "DEFAULT_TIMEOUT_S",
-    "DistributedContext",
-    "init_distributed",
-    "teardown",
-    "distributed",
-    "current_context",
-    "wrap_model",
-    "unwrap_model",
-    "barrier",
-    "broadcast_object",
-    "all_gather_object",
-    "reduce_mean",
-    "reduce_means",
-    "sync_buffers",
-]
-
 # a collective that waits longer fails instead of hanging; long enough for rank 0 to evaluate
 # while the others wait at the next collective (torch's own default for gloo is 30 min too)
 DEFAULT_TIMEOUT_S = 1800.0
-
-
-# --------------------------------------------------------------------------------------------
-# the context: who am I, where do I compute
-# --------------------------------------------------------------------------------------------
 
 
 def _env_int(environ: Mapping[str, str], name: str, default: int) -> int:
@@ -59,17 +37,37 @@ def _env_int(environ: Mapping[str, str], name: str, default: int) -> int:
         raise ValueError(f"environment variable {name}={raw!r} is not an integer") from None
 
 
+def _world() -> tuple[int, int]:
+    """``(rank, world_size)`` of the running process group, ``(0, 1)`` without one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _pick_device(device: str | torch.device | None, local_rank: int) -> torch.device:
+    if device is None or device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is None:
+        count = torch.cuda.device_count()
+        if local_rank >= count:
+            raise ValueError(
+                f"LOCAL_RANK={local_rank} but only {count} CUDA device(s): start at most "
+                f"{count} processes per machine (torchrun --nproc_per_node={max(count, 1)})"
+            )
+        dev = torch.device("cuda", local_rank)
+    return dev
+
+
 @dataclass(frozen=True)
 class DistributedContext:
-    """Where this process stands in a data-parallel run.
+    """Where this process stands in a data-parallel run, and the device it computes on.
 
     Attributes:
-        rank (int): this process, ``0 .. world_size - 1`` (``RANK``).
-        world_size (int): number of processes (``WORLD_SIZE``); 1 for a plain run.
-        local_rank (int): this process on its machine (``LOCAL_RANK``): its GPU on CUDA.
+        rank (int): this process, ``0 .. world_size - 1``. world_size (int): 1 for a plain run.
+        local_rank (int): this process on its machine (its GPU on CUDA).
         device (torch.device): where this process computes.
-        backend (str or None): ``"gloo"`` (CPU) or ``"nccl"`` (CUDA); ``None`` when
-            ``world_size == 1`` (no process group).
+        backend (str or None): ``"gloo"`` or ``"nccl"``; ``None`` when ``world_size == 1``.
 
     Example:
         >>> ctx = DistributedContext.from_env({}, device="cpu")
@@ -96,11 +94,7 @@ class DistributedContext:
         return self.world_size > 1
 
     def sampler_kwargs(self) -> dict[str, int]:
-        """Keywords for the sharded sampler: ``PKSampler(labels, P, K, **ctx.sampler_kwargs())``.
-
-        Returns:
-            dict[str, int]: ``{"rank": ..., "world_size": ...}``.
-        """
+        """Keywords for ``PKSampler(labels, P, K, **ctx.sampler_kwargs())`` (rank, world_size)."""
         return {"rank": self.rank, "world_size": self.world_size}
 
     @classmethod
@@ -111,7 +105,7 @@ class DistributedContext:
         device: str | torch.device | None = None,
         backend: str | None = None,
     ) -> DistributedContext:
-        """Read the context from torchrun's variables (nothing is initialised).
+        """Read the context from torchrun's variables (nothing is started).
 
         Args:
             environ (Mapping, optional): default ``os.environ``.
@@ -141,78 +135,27 @@ class DistributedContext:
         return cls(rank, world, local, dev, backend if world > 1 else None)
 
 
-def _pick_device(device: str | torch.device | None, local_rank: int) -> torch.device:
-    if device is None or device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
-    if dev.type == "cuda" and dev.index is None:
-        count = torch.cuda.device_count()
-        if local_rank >= count:
-            raise ValueError(
-                f"LOCAL_RANK={local_rank} but only {count} CUDA device(s): start at most "
-                f"{count} processes per machine (torchrun --nproc_per_node={max(count, 1)})"
-            )
-        dev = torch.device("cuda", local_rank)
-    return dev
-
-
-def init_distributed(
-    device: str | torch.device | None = None,
-    *,
-    backend: str | None = None,
-    environ: Mapping[str, str] | None = None,
-    timeout_s: float = DEFAULT_TIMEOUT_S,
-) -> DistributedContext:
-    """Read torchrun's environment and join the process group (when ``WORLD_SIZE > 1``).
-
-    Safe to call when the group already exists (then it only reads it) and in a plain run
-    (then it returns the one-process context). On CUDA it selects ``cuda:LOCAL_RANK`` as the
-    current device before ``nccl`` starts.
-
-    Args:
-        device (str | torch.device, optional): see :meth:`DistributedContext.from_env`.
-        backend (str, optional): default ``nccl`` on CUDA, ``gloo`` on the CPU.
-        environ (Mapping, optional): default ``os.environ`` (needs ``MASTER_ADDR`` and
-            ``MASTER_PORT`` besides the ranks; torchrun sets them).
-        timeout_s (float): a collective waiting longer than this raises instead of hanging
-            (default 1800 s: rank 0 may evaluate while the others wait).
-
-    Returns:
-        DistributedContext: this process's context.
-
-    Example:
-        >>> init_distributed("cpu", environ={}).world_size
-        1
-    """
-    ctx = DistributedContext.from_env(environ, device=device, backend=backend)
-    if not ctx.is_distributed:
-        return ctx
+def _join(ctx: DistributedContext, environ: Mapping[str, str] | None, timeout_s: float) -> None:
     if ctx.device.type == "cuda":
         torch.cuda.set_device(ctx.device)
-    if not dist.is_initialized():
-        env = os.environ if environ is None else environ
-        missing = [k for k in ("MASTER_ADDR", "MASTER_PORT") if not env.get(k)]
-        if missing:
-            raise ValueError(
-                f"WORLD_SIZE={ctx.world_size} but {', '.join(missing)} unset: launch with "
-                "torchrun --nproc_per_node=N (it sets them)"
-            )
-        # env:// reads os.environ (and, under torchrun, joins the launcher's store)
-        url = "env://" if environ is None else f"tcp://{env['MASTER_ADDR']}:{env['MASTER_PORT']}"
-        dist.init_process_group(
-            ctx.backend,
-            init_method=url,
-            rank=ctx.rank,
-            world_size=ctx.world_size,
-            timeout=datetime.timedelta(seconds=timeout_s),
+    if dist.is_initialized():
+        return
+    env = os.environ if environ is None else environ
+    missing = [k for k in ("MASTER_ADDR", "MASTER_PORT") if not env.get(k)]
+    if missing:
+        raise ValueError(
+            f"WORLD_SIZE={ctx.world_size} but {', '.join(missing)} unset: launch with "
+            "torchrun --nproc_per_node=N (it sets them)"
         )
-    return ctx
-
-
-def teardown() -> None:
-    """Leave the process group if this process is in one (no-op otherwise)."""
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+    # env:// reads os.environ (and, under torchrun, joins the launcher's store)
+    url = "env://" if environ is None else f"tcp://{env['MASTER_ADDR']}:{env['MASTER_PORT']}"
+    dist.init_process_group(
+        ctx.backend,
+        init_method=url,
+        rank=ctx.rank,
+        world_size=ctx.world_size,
+        timeout=datetime.timedelta(seconds=timeout_s),
+    )
 
 
 @contextmanager
@@ -220,53 +163,74 @@ def distributed(
     device: str | torch.device | None = None,
     *,
     backend: str | None = None,
+    environ: Mapping[str, str] | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> Iterator[DistributedContext]:
-    """``with distributed() as ctx:`` :func:`init_distributed`, then :func:`teardown`.
+    """``with distributed() as ctx:`` the one lifecycle: read the context, join, leave.
+
+    In a plain run (``WORLD_SIZE`` unset or 1) it yields the one-process context and starts
+    nothing; inside an existing process group it only reads it (and leaves it to its owner).
 
     Args:
-        device, backend, timeout_s: see :func:`init_distributed`.
+        device, backend: see :meth:`DistributedContext.from_env`.
+        environ (Mapping, optional): default ``os.environ``.
+        timeout_s (float): a collective waiting longer raises instead of hanging.
 
     Yields:
         DistributedContext: this process's context.
+
+    Example:
+        >>> with distributed("cpu", environ={}) as ctx:
+        ...     ctx.world_size
+        1
     """
-    ctx = init_distributed(device, backend=backend, timeout_s=timeout_s)
+    ctx = DistributedContext.from_env(environ, device=device, backend=backend)
+    owner = ctx.is_distributed and not dist.is_initialized()
+    if ctx.is_distributed:
+        _join(ctx, environ, timeout_s)
     try:
         yield ctx
     finally:
-        if ctx.is_distributed:
-            teardown()
+        if owner and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def current_context(device: str | torch.device | None = None) -> DistributedContext:
-    """The context of the running process group (or the one-process context).
-
-    Args:
-        device (str | torch.device, optional): as in :meth:`DistributedContext.from_env`.
-
-    Returns:
-        DistributedContext: ranks from ``torch.distributed`` when it is initialised.
+    """The context of the running process group (the one-process context without one).
 
     Example:
         >>> current_context("cpu").world_size
         1
     """
-    if not (dist.is_available() and dist.is_initialized()):
+    rank, world = _world()
+    if world == 1:
         return DistributedContext(device=_pick_device(device, 0))
-    rank, world = dist.get_rank(), dist.get_world_size()
     local = _env_int(os.environ, "LOCAL_RANK", rank)
     return DistributedContext(rank, world, local, _pick_device(device, local), dist.get_backend())
 
 
-def _world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+def main_first(ctx: DistributedContext, fn: Callable[[], Any]) -> Any:
+    """``fn()`` on rank 0, its result (or its exception) broadcast to every rank.
 
+    An error on rank 0 (a damaged checkpoint, a locked folder) is raised on every rank instead
+    of leaving the others waiting at the next collective. In one process: ``fn()``.
 
-# --------------------------------------------------------------------------------------------
-# model wrapping and small collectives
-# --------------------------------------------------------------------------------------------
+    Example:
+        >>> main_first(DistributedContext(), lambda: 7)
+        7
+    """
+    if not ctx.is_distributed:
+        return fn()
+    outcome: tuple[bool, Any] = (True, None)
+    if ctx.is_main:
+        try:
+            outcome = (True, fn())
+        except Exception as err:  # noqa: BLE001 - re-raised on every rank below
+            outcome = (False, err)
+    ok, value = broadcast_object(outcome)
+    if not ok:
+        raise value
+    return value
 
 
 def wrap_model(
@@ -278,18 +242,12 @@ def wrap_model(
 ) -> nn.Module:
     """``DistributedDataParallel(model)`` when ``ctx`` is distributed, else ``model`` itself.
 
-    DDP broadcasts rank 0's parameters and buffers when it is built (every rank starts from
-    the same weights) and averages the gradients over the ranks in ``backward()``.
-
     Args:
-        model (nn.Module): already on ``ctx.device``.
-        ctx (DistributedContext): the run's context.
+        model (nn.Module): already on ``ctx.device``. ctx (DistributedContext): the run's.
         find_unused_parameters (bool): set it when some parameters get no gradient in a step
-            (e.g. the identity classifier of :class:`drsl.models.ReIDNet` when the loss has no
-            CE term), or DDP stops with "Expected to have finished reduction".
-        sync_batchnorm (bool): on CUDA, convert BatchNorm layers to ``SyncBatchNorm`` so the
-            batch statistics are those of the whole (concatenated) batch. PyTorch's
-            SyncBatchNorm runs on GPUs only: on the CPU (gloo) BatchNorm keeps per-process
+            (the identity classifier when the loss has no CE term).
+        sync_batchnorm (bool): on CUDA, BatchNorm becomes ``SyncBatchNorm`` (statistics of the
+            concatenated batch). It runs on GPUs only: on the CPU BatchNorm keeps per-process
             statistics, so a model with BatchNorm is not bit-equal to one process there.
 
     Returns:
@@ -308,13 +266,7 @@ def wrap_model(
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
-    """The module inside a DDP wrapper (for ``state_dict()``, evaluation and saving).
-
-    Args:
-        model (nn.Module): wrapped or not.
-
-    Returns:
-        nn.Module: ``model.module`` for DDP, else ``model``.
+    """The module inside a DDP wrapper (``model`` itself otherwise).
 
     Example:
         >>> lin = nn.Linear(2, 2)
@@ -327,18 +279,10 @@ def unwrap_model(model: nn.Module) -> nn.Module:
 
 
 def sync_buffers(module: nn.Module, src: int = 0) -> None:
-    """Copy rank ``src``'s buffers (e.g. BatchNorm running statistics) to every rank.
+    """Copy rank ``src``'s buffers (BatchNorm statistics) to every rank (no-op in one process).
 
-    DDP broadcasts rank 0's buffers before each forward pass, so after the last step each rank
-    holds the statistics of its own last batch; calling this then makes every rank's module
-    equal to the one rank 0 saves (no-op in one process).
-
-    Args:
-        module (nn.Module): the unwrapped network (same structure on every rank).
-        src (int): the rank whose buffers win.
-
-    Example:
-        >>> sync_buffers(nn.BatchNorm1d(2))
+    After the last step each rank holds the statistics of its own last batch; this makes every
+    rank's module equal to the one rank 0 saves.
     """
     if _world()[1] == 1:
         return
@@ -353,13 +297,7 @@ def barrier() -> None:
 
 
 def broadcast_object(obj: Any, src: int = 0) -> Any:
-    """Rank ``src``'s ``obj`` on every rank (picklable objects; no-op in one process).
-
-    Args:
-        obj (Any): the object (ignored on the other ranks). src (int): the sender.
-
-    Returns:
-        Any: rank ``src``'s object.
+    """Rank ``src``'s picklable ``obj`` on every rank (``obj`` itself in one process).
 
     Example:
         >>> broadcast_object({"a": 1})
@@ -373,13 +311,7 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
 
 
 def all_gather_object(obj: Any) -> list[Any]:
-    """Every rank's ``obj``, in rank order, on every rank (e.g. per-rank RNG states).
-
-    Args:
-        obj (Any): a picklable object.
-
-    Returns:
-        list: ``world_size`` objects.
+    """Every rank's picklable ``obj``, in rank order (e.g. per-rank RNG states).
 
     Example:
         >>> all_gather_object(3)
@@ -393,36 +325,18 @@ def all_gather_object(obj: Any) -> list[Any]:
     return out
 
 
-def reduce_mean(value: Tensor | float) -> float:
-    """The mean of ``value`` over the ranks, as a float (for logs; every rank must call it).
-
-    With the scale of :func:`data_parallel_loss`, the mean of the scaled per-process losses is
-    the one-process loss of the concatenated batch (spec, property 1).
-
-    Args:
-        value (Tensor | float): a 0-d tensor (detached here) or a number.
-
-    Returns:
-        float: the mean over ranks (``value`` itself in one process).
-
-    Example:
-        >>> reduce_mean(torch.tensor(0.25))
-        0.25
-    """
-    return reduce_means({"value": value})["value"]
-
-
 def reduce_means(values: Mapping[str, Tensor | float]) -> dict[str, float]:
     """The means over the ranks of several numbers in one collective (the step's log row).
 
-    Every rank gets the same row, so decisions taken from it (a divergence guard, early
-    stopping) agree on all ranks; every rank must call it with the same keys.
+    Every rank gets the same row, so decisions taken from it (a divergence guard) agree on all
+    ranks. With the scale of ``data_parallel_loss``, the mean of the per-process losses is the
+    one-process loss of the concatenated batch (spec, property 1).
 
     Args:
-        values (Mapping[str, Tensor | float]): 0-d tensors or numbers, e.g. the loss terms.
+        values (Mapping[str, Tensor | float]): 0-d tensors or numbers, same keys on every rank.
 
     Returns:
-        dict[str, float]: the same keys, averaged over ranks (unchanged in one process).
+        dict[str, float]: the same keys, averaged over ranks.
 
     Example:
         >>> reduce_means({"loss": torch.tensor(0.5), "ce": 0.25})
@@ -433,7 +347,7 @@ def reduce_means(values: Mapping[str, Tensor | float]) -> dict[str, float]:
     world = _world()[1]
     if world == 1:
         return dict(zip(keys, flat, strict=True))
-    # nccl reduces CUDA tensors only (the current device, set by init_distributed); gloo CPU ones
+    # nccl reduces CUDA tensors only (the current device, set when joining); gloo CPU ones
     dev = (
         torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
     )

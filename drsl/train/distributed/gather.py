@@ -14,56 +14,39 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from drsl.losses.names import NORMALISER_KINDS, RECORDS
 from drsl.train.distributed.context import _world
 
 __all__ = [
     "NORMALISERS",
     "GatheredBatch",
     "gather_batch",
-    "gather_references",
     "data_parallel_loss",
 ]
 
-#: How each loss of ``drsl.losses.LOSSES`` (and the CE term, ``"ce"``) normalises its sum: the
-#: per-process count ``n_r`` that :meth:`GatheredBatch.scale` weighs by.
-#: ``"anchors"``: anchors with at least one positive in the retrieval set (DRSL, Smooth-AP);
-#: ``"anchors_pos_neg"``: anchors with a positive and a negative (batch-hard triplet);
-#: ``"pairs"``: ordered (anchor, retrieval item) pairs (contrastive); ``"items"``: batch rows.
-NORMALISERS: Mapping[str, str] = {
-    "drsl": "anchors",
-    "drsl_smooth": "anchors",
-    "drsl_rank": "anchors",
-    "smooth_ap": "anchors",
-    "triplet": "anchors_pos_neg",
-    "triplet_soft": "anchors_pos_neg",
-    "contrastive": "pairs",
-    "ce": "items",
-}
-_KINDS = ("anchors", "anchors_pos_neg", "pairs", "items")
-
-
-# --------------------------------------------------------------------------------------------
-# gathering the other processes' batches, with gradient
-# --------------------------------------------------------------------------------------------
+#: How each loss (and the CE term, ``"ce"``) normalises its sum: the per-process count ``n_r``
+#: that :meth:`GatheredBatch.scale` weighs by (``drsl.losses.names``, ``NORMALISER_KINDS``).
+NORMALISERS: Mapping[str, str] = MappingProxyType(
+    {**{r.name: r.normaliser for r in RECORDS}, "ce": "items"}
+)
+_KINDS = NORMALISER_KINDS
 
 
 class _AllGatherWithGrad(torch.autograd.Function):
     """``all_gather`` whose backward sends every rank the gradient of *all* ranks' losses.
 
-    Process ``v`` computes ``dL_v / dx_r`` for every gathered copy ``x_r``; the true gradient of
-    ``sum_v L_v`` w.r.t. ``x_r`` is the sum over ``v``, which an ``all_reduce(SUM)`` of the
-    stacked copies' gradients delivers to rank ``r`` (it keeps its slot). This is
-    ``torch.distributed.nn.functional.all_gather`` (deprecated in torch 2.14, whose gloo path
-    emulates reduce-scatter with scatters) in a few lines that run the same on gloo and nccl.
-    The all-reduce moves ``W`` times the data of a reduce-scatter: ``W x B x D`` floats per
-    step, 2 MiB for ``W = 4``, ``B = 256``, ``D = 512`` in float32 (not measured against a
-    reduce-scatter here: no multi-GPU machine was at hand).
+    Process ``v`` computes ``dL_v / dx_r`` for every gathered copy ``x_r``; the gradient of
+    ``sum_v L_v`` w.r.t. ``x_r`` is their sum over ``v``: an ``all_reduce(SUM)`` of the stacked
+    copies' gradients, of which rank ``r`` keeps its slot. (``torch.distributed.nn``'s
+    ``all_gather`` does the same but is deprecated in torch 2.14; this runs alike on gloo and
+    nccl, moving ``W x B x D`` floats per step.)
     """
 
     @staticmethod
@@ -110,13 +93,10 @@ class GatheredBatch:
     """Every process's batch as this process sees it after :func:`gather_batch`.
 
     Attributes:
-        rank (int): this process; ``embeddings[rank]`` is the caller's own tensor (the local
-            autograd path), the others are gathered copies carrying gradient back to their
-            owners.
-        embeddings (list[Tensor]): per rank, ``B_r x D``.
-        labels (list[Tensor]): per rank, ``B_r``.
-        angle_embeddings (list[Tensor] or None): per rank, detached ``B_r x D'`` (DRSL's
-            angle targets are detached, so they travel without gradient).
+        rank (int): this process; ``embeddings[rank]`` is the caller's own tensor, the others
+            are gathered copies carrying gradient back to their owners.
+        embeddings (list[Tensor]): per rank, ``B_r x D``. labels (list[Tensor]): ``B_r``.
+        angle_embeddings (list[Tensor] or None): per rank, ``B_r x D'``, detached.
     """
 
     rank: int
@@ -138,14 +118,12 @@ class GatheredBatch:
         """The other processes' batches (rank order), then ``extra``, as loss references.
 
         Args:
-            extra (tuple, optional): more references appended after the gathered ones, e.g.
-                ``CrossBatchMemory.references()`` ``(emb, labels, angle)``; ``(None, ...)``
-                (an empty memory) adds nothing; an ``angle`` of None defaults to ``emb``.
+            extra (tuple, optional): ``CrossBatchMemory.references()`` ``(emb, labels, angle)``
+                appended after the gathered ones; ``(None, ...)`` adds nothing.
 
         Returns:
-            tuple: ``(ref_embeddings (R x D), ref_labels (R), ref_angle_embeddings (R x D'))``
-            or ``(None, None, None)`` when there is nothing (one process, no extra): then
-            every loss takes its batch-only path exactly.
+            tuple: ``(ref_embeddings (R x D), ref_labels (R), ref_angle_embeddings (R x D'))``,
+            or ``(None, None, None)`` (one process, no extra: every loss's batch-only path).
         """
         emb, lab = self._others(self.embeddings), self._others(self.labels)
         ang = self._others(self.angle_embeddings) if self.angle_embeddings is not None else None
@@ -158,42 +136,49 @@ class GatheredBatch:
             return None, None, None
         return torch.cat(emb), torch.cat(lab), (torch.cat(ang) if ang is not None else None)
 
-    def counts(self, normaliser: str, extra_labels: Tensor | None = None) -> Tensor:
+    def counts(
+        self, normaliser: str, extra_labels: Tensor | None = None, extra_role: str = "all"
+    ) -> Tensor:
         """Per rank, the count ``n_r`` its loss divides by (see :data:`NORMALISERS`).
 
         Every rank's retrieval set is its own batch, the others' batches and ``extra_labels``
-        (the same memory on every rank), so each rank can count for all without a collective.
+        (the same memory on every rank), so each rank counts for all without a collective.
 
         Args:
-            normaliser (str): ``"anchors"``, ``"anchors_pos_neg"``, ``"pairs"`` or ``"items"``.
-            extra_labels (Tensor, optional): labels of the extra references (memory).
+            normaliser (str): one of ``NORMALISER_KINDS``. extra_labels (Tensor, optional):
+                the memory's labels. extra_role (str): ``"negatives"`` leaves the memory items
+                of an anchor's label out of its retrieval set (the batches play both roles).
 
         Returns:
             Tensor: ``world_size`` float64 counts, on the labels' device.
         """
         if normaliser not in _KINDS:
             raise ValueError(f"unknown normaliser {normaliser!r}; valid: {', '.join(_KINDS)}")
-        every = torch.cat(
-            self.labels
-            + ([extra_labels.to(self.labels[0].device)] if extra_labels is not None else [])
-        )
+        device = self.labels[0].device
+        batches = torch.cat(self.labels)
+        extra = extra_labels.to(device) if extra_labels is not None else batches[:0]
         out = []
         for lab in self.labels:
-            b, items = lab.shape[0], every.shape[0] - 1  # retrieval set of an anchor: all but it
+            b = lab.shape[0]
+            same_batch = (lab[:, None] == batches[None, :]).sum(dim=1) - 1  # minus the anchor
+            same_extra = (lab[:, None] == extra[None, :]).sum(dim=1)
+            pos = same_batch + (0 if extra_role == "negatives" else same_extra)
+            neg = (batches.shape[0] - 1 - same_batch) + (extra.shape[0] - same_extra)
             if normaliser == "items":
                 n = lab.new_tensor(b, dtype=torch.float64)
-            elif normaliser == "pairs":
-                n = lab.new_tensor(b * max(items, 0), dtype=torch.float64)
+            elif normaliser == "pairs":  # every item of every anchor's retrieval set
+                n = (pos + neg).sum().to(torch.float64)
             else:
-                pos = (lab[:, None] == every[None, :]).sum(dim=1) - 1  # the anchor is in `every`
                 ok = pos > 0
                 if normaliser == "anchors_pos_neg":
-                    ok = ok & (items - pos > 0)
+                    ok = ok & (neg > 0)
                 n = ok.sum().to(torch.float64)
             out.append(n)
         return torch.stack(out)
 
-    def scale(self, normaliser: str, extra_labels: Tensor | None = None) -> Tensor:
+    def scale(
+        self, normaliser: str, extra_labels: Tensor | None = None, extra_role: str = "all"
+    ) -> Tensor:
         """The factor ``c_r = W n_r / sum_v n_v`` for this rank's loss (a 0-d float64 tensor).
 
         Derivation. The one-process loss of the concatenated batch is a mean of per-anchor
@@ -216,26 +201,21 @@ class GatheredBatch:
         ``c_v = W n_v / N``. With equal counts (a sharded PK batch: every rank holds P x K
         items, every anchor has its K - 1 positives) ``c_v = 1``: the plain per-process loss.
         The spec's property 1 is (i) (``mean_v L_v = L`` for equal counts) and property 2 is
-        (ii) = ``dL/dtheta``. For logs, ``mean_v c_v L_v = L`` (:func:`reduce_mean`).
+        (ii) = ``dL/dtheta``. For logs, ``mean_v c_v L_v = L`` (``reduce_means``).
 
         Args:
             normaliser (str): see :meth:`counts`. extra_labels (Tensor, optional): memory labels.
+            extra_role (str): the memory's role (see :meth:`counts`).
 
         Returns:
             Tensor: 0-d float64 (1 in one process; 0 when no rank counts anything).
         """
-        n = self.counts(normaliser, extra_labels)
+        n = self.counts(normaliser, extra_labels, extra_role)
         return self.world_size * n[self.rank] / n.sum().clamp_min(1)
 
     def global_batch(self) -> tuple[Tensor, Tensor, Tensor | None]:
-        """The concatenated batch in rank order, detached: what a memory enqueues.
-
-        Enqueueing the same global batch on every rank keeps every rank's memory identical
-        and equal to the memory one process would hold with the concatenated batch.
-
-        Returns:
-            tuple: ``(embeddings (sum B_r x D), labels, angle_embeddings or None)``.
-        """
+        """The concatenated batch in rank order, detached: what every rank's memory enqueues
+        (so every rank holds the memory one process would hold)."""
         emb = torch.cat([e.detach() for e in self.embeddings])
         ang = torch.cat(self.angle_embeddings) if self.angle_embeddings is not None else None
         return emb, torch.cat(self.labels), ang
@@ -246,13 +226,11 @@ def gather_batch(
 ) -> GatheredBatch:
     """Gather every process's batch; the embeddings keep their gradient path to their owner.
 
-    Batch sizes may differ between ranks (rows are padded for the collective and cut back).
-    Every rank must call it, with the same embedding width and dtype. Without a process group
-    it returns the caller's batch alone.
+    Every rank must call it (same width and dtype; batch sizes may differ). Without a
+    process group it returns the caller's batch alone.
 
     Args:
-        embeddings (Tensor): ``B x D`` local embeddings (with grad).
-        labels (Tensor): ``B`` integer labels.
+        embeddings (Tensor): ``B x D`` (with grad). labels (Tensor): ``B``.
         angle_embeddings (Tensor, optional): ``B x D'`` (gathered detached).
 
     Returns:
@@ -284,29 +262,6 @@ def gather_batch(
     return GatheredBatch(rank, emb, lab, angs)
 
 
-def gather_references(
-    embeddings: Tensor, labels: Tensor, angle_embeddings: Tensor | None = None
-) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
-    """The other processes' batches, gathered with gradient, as loss references.
-
-    ``loss(embeddings, labels, ref_embeddings=r[0], ref_labels=r[1])`` then sees the
-    concatenated batch as its retrieval set, with this process's rows as anchors.
-
-    Args:
-        embeddings (Tensor): ``B x D`` local embeddings. labels (Tensor): ``B``.
-        angle_embeddings (Tensor, optional): ``B x D'``, gathered detached.
-
-    Returns:
-        tuple: ``(ref_embeddings, ref_labels, ref_angle_embeddings)``, all ``None`` in one
-        process (``ref_angle_embeddings`` also when ``angle_embeddings`` is None).
-
-    Example:
-        >>> gather_references(torch.zeros(2, 3), torch.tensor([0, 0]))
-        (None, None, None)
-    """
-    return gather_batch(embeddings, labels, angle_embeddings).references()
-
-
 def data_parallel_loss(
     loss_fn: Callable[..., Tensor],
     embeddings: Tensor,
@@ -316,27 +271,26 @@ def data_parallel_loss(
     normaliser: str = "anchors",
     extra_references: tuple[Tensor | None, Tensor | None, Tensor | None] | None = None,
     gathered: GatheredBatch | None = None,
+    extra_role: str = "all",
 ) -> Tensor:
     """This process's share of the data-parallel loss: references gathered, scaled for DDP.
 
     Computes ``c_r * loss_fn(embeddings, labels, ref_embeddings=others (+ extra), ...)`` with
     ``c_r = W n_r / sum_v n_v`` (:meth:`GatheredBatch.scale`): after ``backward()`` and DDP's
     gradient average, the parameters get the one-process gradient of the concatenated batch
-    (spec, property 2), and :func:`reduce_mean` of the returned values is its loss
+    (spec, property 2), and the mean over ranks of the returned values is its loss
     (property 1). In one process it is ``loss_fn(embeddings, labels)`` (plus ``extra``).
 
     Args:
-        loss_fn (Callable): a loss of ``drsl.losses`` (function, ``get_loss`` partial or
-            module) taking ``ref_embeddings``/``ref_labels`` (and, when ``angle_embeddings`` is
-            given, ``angle_embeddings``/``ref_angle_embeddings``).
-        embeddings (Tensor): ``B x D`` local embeddings (the anchors).
-        labels (Tensor): ``B`` labels.
+        loss_fn (Callable): a loss of ``drsl.losses`` taking ``ref_embeddings``/``ref_labels``.
+        embeddings (Tensor): ``B x D``, the anchors. labels (Tensor): ``B``.
         angle_embeddings (Tensor, optional): ``B x D'`` for DRSL's angle targets.
-        normaliser (str): how ``loss_fn`` averages (:data:`NORMALISERS` maps loss names to it);
-            default ``"anchors"`` (DRSL, Smooth-AP). Only matters when counts differ by rank.
-        extra_references (tuple, optional): ``(emb, labels, angle)`` appended to the gathered
-            references on every rank, e.g. a cross-batch memory's ``references()``.
+        normaliser (str): how ``loss_fn`` averages (:data:`NORMALISERS`); default ``"anchors"``.
+        extra_references (tuple, optional): ``(emb, labels, angle)`` appended on every rank,
+            e.g. a cross-batch memory's ``references()``.
         gathered (GatheredBatch, optional): reuse one gather for several loss terms.
+        extra_role (str): ``"all"`` or ``"negatives"``: the ``ref_role`` of the extra
+            references only (spec, "Negatives-only references"; the batches play both roles).
 
     Returns:
         Tensor: 0-d scaled loss, in the loss's dtype, attached to the graph.
@@ -347,11 +301,17 @@ def data_parallel_loss(
         >>> bool(data_parallel_loss(drsl_loss, f, y) == drsl_loss(f, y))
         True
     """
+    if extra_role not in ("all", "negatives"):
+        raise ValueError(f"extra_role must be 'all' or 'negatives', got {extra_role!r}")
     gb = gathered if gathered is not None else gather_batch(embeddings, labels, angle_embeddings)
     ref, ref_lab, ref_ang = gb.references(extra_references)
     kw: dict[str, Any] = {}
     if ref is not None:
         kw.update(ref_embeddings=ref, ref_labels=ref_lab)
+        if extra_role != "all" and extra_references is not None and extra_references[0] is not None:
+            role = torch.zeros(ref.shape[0], dtype=torch.bool, device=ref_lab.device)
+            role[ref.shape[0] - extra_references[0].shape[0] :] = True  # the memory's rows
+            kw["ref_role"] = role
     if angle_embeddings is not None:
         kw["angle_embeddings"] = angle_embeddings
         if ref is not None:
@@ -360,7 +320,8 @@ def data_parallel_loss(
     if gb.world_size == 1:
         return loss
     extra_labels = extra_references[1] if extra_references is not None else None
-    scale = gb.scale(normaliser, extra_labels).to(device=loss.device, dtype=loss.dtype)
+    scale = gb.scale(normaliser, extra_labels, extra_role)
+    scale = scale.to(device=loss.device, dtype=loss.dtype)
     # + 0 * sum(references): every rank's graph reaches the gather, so every rank joins its
     # collective in backward() even when the loss ignores the references (no positive at all)
     return loss * scale + 0.0 * ref.sum()

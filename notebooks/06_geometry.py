@@ -62,7 +62,7 @@ from drsl.data.datasets import load_dataset
 from drsl.data.images import preload
 from drsl.data.synth import ensure_dataset
 from drsl.distances import pairwise_angle, pairwise_euclidean
-from drsl.metrics import evaluate_rank
+from drsl.metrics import evaluate_rank, rerank_distances
 from drsl.plotting import (
     plot_pair_ecdf,
     plot_pair_histograms,
@@ -151,7 +151,7 @@ all_pids = np.concatenate([q_pids, g_pids])
 all_cams = np.concatenate([q_camids, g_camids])
 is_query = np.arange(all_pids.size) < q_pids.size
 ids = geometry.select_identities(all_pids, num_ids=NUM_IDS, seed=SEED)
-fig, axes = plt.subplots(1, 2, figsize=(14, 5.5), layout="constrained")
+fig, axes = plt.subplots(1, 2, figsize=(13, 5.5), layout="constrained")
 for ax, name in zip(axes, MODELS, strict=True):
     plot_tsne(
         both[name],
@@ -171,7 +171,7 @@ for ax, name in zip(axes, MODELS, strict=True):
 # numbers summarise the overlap:
 #
 # - **ROC-AUC** $= P(d_{neg} > d_{pos})$ over all (positive, negative) pairs of pairs, ties
-#   counting one half: 1 when every negative is farther than every positive, 0.5 by chance.
+#   counting one half: 1 when every negative is farther than every positive, one half by chance.
 # - **overlap**: the share of queries whose nearest negative is closer than their farthest
 #   positive, i.e. whose ranked list is not perfect. Across queries, not pooled.
 #
@@ -358,7 +358,7 @@ for ax, name in zip(axes, MODELS, strict=True):
 # in the title is the average over all queries.
 
 # %%
-fig, axes = plt.subplots(2, 2, figsize=(20, 5.6 * NUM_EXTREME))
+fig, axes = plt.subplots(2, 2, figsize=(16, 5.6 * NUM_EXTREME))
 for col, name in enumerate(MODELS):
     for row, order in enumerate(("worst", "best")):
         plot_ranking(
@@ -402,19 +402,19 @@ paired.round(4)
 
 # %% [markdown]
 # **What the figures say.** On this split DRSL has the higher mAP and the higher median
-# $\rho$, but the two models are close: the mean per-query AUCs of the table differ by less
-# than 0.005 and the mean $\rho$ by less than 0.05, and neither model wins every query (each
-# is the higher one on some queries). The cell below checks these statements, then writes
-# the rest of the reading from the numbers: the small test split of fast mode gives other
-# numbers than the full one, so each comparison's word (higher, lower) is chosen by the data,
-# and the cell checks every such sentence against the numbers it prints and the data.
+# $\rho$, but the two models are close: the mean per-query AUCs of the table differ by
+# $|\Delta| < 0.005$ and the mean $\rho$ by $|\Delta| < 0.05$, and neither model wins every
+# query (each is the higher one on some queries). The cell below checks these statements, then
+# writes the rest of the reading from the numbers: the small test split of fast mode gives
+# other numbers than the full one, so each comparison's word (higher, lower) is chosen by the
+# data, and the cell checks every such sentence against the numbers it prints and the data.
 #
 # What no cell computes is in the pictures; look for it yourself: does each identity of the
 # t-SNE maps form one cluster with several cameras inside it, or do some images sit apart
 # from their identity (all the images of one camera, say)? Eight identities and one t-SNE run
 # cannot separate two models as close as these.
 
-# %%
+# %% tags=["remove-input"]
 d, t_ = res["DRSL"], res["CE+triplet"]
 st = {k: stats.loc[k] for k in stats.index}  # row -> {model: value}
 assert d.mAP > t_.mAP and st["spearman_median"]["DRSL"] > st["spearman_median"]["CE+triplet"]
@@ -461,8 +461,8 @@ lines = [
     "- **Is it the loss?** Differences beyond two standard errors of this query set: "
     + (", ".join(paired.index[beyond]) if beyond.any() else "none")
     + ". Each model is one training run with one seed, and the spread between seeds, which "
-    "these standard errors do not contain, may be as large: notebook 04's sweep (several "
-    "seeds per cell) is the place to judge the loss itself.",
+    "these standard errors do not contain, may be as large: notebook 05's experiment "
+    "(several seeds per cell) is the place to judge the loss itself.",
 ]
 reading = "\n".join(lines)
 display(Markdown(reading))
@@ -479,6 +479,65 @@ listed = reading.split("Differences beyond two standard errors of this query set
 assert listed.startswith(", ".join(paired.index[beyond]) if beyond.any() else "none")
 
 # %% [markdown]
+# ## 8. Re-ranking: what k-reciprocal neighbours change
+# A ranking can be improved after the fact, without training. k-reciprocal re-ranking (Zhong
+# et al., CVPR 2017; `drsl.metrics.rerank_distances`, `drsl eval --rerank`) looks at every
+# image's 20 nearest neighbours among the queries and the gallery together: two images that
+# sit in *each other's* neighbour lists, or share many neighbours, are probably the same
+# person even when their own distance is not the smallest. The new distance mixes the Jaccard
+# distance of the two neighbourhoods (70 %) with the original one (30 %). Junk images are left
+# out first, as `drsl eval --rerank` does (the protocol drops them anyway).
+
+# %%
+keep = g_pids != -1
+reranked, res_rr = {}, {}
+for name in MODELS:
+    q, g = feats[name]
+    reranked[name] = rerank_distances(q, g[torch.from_numpy(keep)])
+    res_rr[name] = evaluate_rank(reranked[name], q_pids, g_pids[keep], q_camids, g_camids[keep])
+rr_table = pd.DataFrame(
+    {
+        n: {
+            "mAP": res[n].mAP,
+            "mAP re-ranked": res_rr[n].mAP,
+            "rank-1": res[n].cmc[0],
+            "rank-1 re-ranked": res_rr[n].cmc[0],
+        }
+        for n in MODELS
+    }
+).T
+display(
+    Markdown(
+        f"Re-ranking moves DRSL's mAP from {res['DRSL'].mAP:.1%} to {res_rr['DRSL'].mAP:.1%} and "
+        f"CE+triplet's from {res['CE+triplet'].mAP:.1%} to {res_rr['CE+triplet'].mAP:.1%} on this "
+        "split. The same random queries, before and after, show where it acts: matches that were "
+        "ranked just below a look-alike move up when their neighbourhoods agree."
+    )
+)
+rr_table.round(3)
+
+# %%
+g_kept = [path for path, k in zip(g_images, keep, strict=True) if k]
+fig, axes = plt.subplots(2, 1, figsize=(10, 5.6 * NUM_QUERIES))
+before_after = [("DRSL", geo["DRSL"].dist[:, keep]), ("DRSL, re-ranked", reranked["DRSL"])]
+for ax, (title, dist) in zip(axes, before_after, strict=True):
+    plot_ranking(
+        dist,
+        q_pids,
+        g_pids[keep],
+        q_camids,
+        g_camids[keep],
+        q_images,
+        g_kept,
+        order="random",
+        num_queries=NUM_QUERIES,
+        seed=SEED,
+        topk=TOPK,
+        ax=ax,
+        title=title,
+    )
+
+# %% [markdown]
 # ## Summary
 # - The two models' separation of positives from negatives, by distance and by angle, is
 #   measured by pooled ROC-AUCs and an overlap share that a single hard negative per query is
@@ -489,6 +548,8 @@ assert listed.startswith(", ".join(paired.index[beyond]) if beyond.any() else "n
 # - `drsl.geometry` (`pair_geometry`, `overlap_stats`, `per_query_auc`, `spearman_per_query`,
 #   `paired_comparison`) and the four plots of `drsl.plotting` work on any model's query and
 #   gallery embeddings under the Market protocol.
+# - k-reciprocal re-ranking (`rerank_distances`, `drsl eval --rerank`) re-orders a ranking by
+#   how much the neighbourhoods of query and gallery images agree; section 8 shows its effect.
 #
 # ## Exercises
 # Each exercise is followed by its solution (hidden in the student edition).
@@ -528,7 +589,8 @@ assert set(ids_new) != set(ids) and again.equals(stats)
 # %% [markdown] tags=["solution"]
 # **Solution 2.** A query counts as "overlapping" as soon as a single negative beats its
 # farthest positive, and the more negatives it has, the likelier one of them does: the cell
-# keeps a random 10%, then 30%, then all of each query's negatives, and the share grows.
+# keeps a growing random share of each query's negatives (the cell's fractions),
+# then all, and the share grows.
 # The share of negatives that do so is a graded version, small when only a few negatives
 # intrude: here it is less than a fifth of the overlap share, for both models.
 

@@ -47,16 +47,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from pytorch_metric_learning import losses as pml_losses
 
 import drsl
 from drsl.config import fast_mode, repo_root
 from drsl.data.sampler import PKSampler, memory_pos_neg, pk_pos_neg_ratio
+from drsl.explore.parallel import launch, toy_run
+from drsl.integrations.pml import DRSLoss as PMLDRSLoss
 from drsl.losses import drsl_loss, get_loss
 from drsl.losses.memory import CrossBatchMemory
 from drsl.losses.reference import drsl_loss_dense
 from drsl.models import ReIDNet
 from drsl.plotting import plot_pk_ratio
-from drsl.train.distributed import DistributedContext, GatheredBatch, launch, toy_run
+from drsl.train.checkpoint import load_model
+from drsl.train.distributed import DistributedContext, GatheredBatch
+from drsl.train.evaluation import embed
+from drsl.train.export import export_onnx, onnx_embed
 from drsl.train.precision import resolve_precision, to_float32
 
 FAST = fast_mode()
@@ -97,14 +103,14 @@ processes
 
 # %% [markdown]
 # ## 2. The ratio a memory of size R gives
-# We measure it on PK batches of a training set shaped like Market-1501 (751 identities with
-# 17 images each, labels only): the memory holds the labels of the last $R$ items drawn,
+# We measure it on PK batches of a training set shaped like Market-1501 ($N = 751$ identities
+# with $17$ images each, labels only): the memory holds the labels of the last $R$ items drawn,
 # and for the anchors of every later batch of two epochs we count positives and negatives over
 # the batch and the memory. The estimate refines section 1 for a memory shorter than an epoch:
 # the sampler cuts each identity into $G = \lfloor 17 / K \rfloor$ groups of $K$ per epoch, one
 # of which is the anchor's own batch, so the other $N G - 1$ groups hold $G - 1$ of its
 # identity: $R_+ \approx R (G-1) / (NG - 1)$. The package's `memory_pos_neg` does the same
-# replay (the imbalance experiment of notebook 04 uses it); the cell checks the two agree.
+# replay (the imbalance experiment of notebook 05 uses it); the cell checks the two agree.
 
 # %%
 N_IDS, PER_ID = 751, 17
@@ -135,7 +141,7 @@ memory_table
 
 # %% [markdown]
 # The same numbers as a picture: the batch-only curve of notebook 00 (positives per negative
-# against P) and, marked on it, where each memory size puts one 16 x 4 batch; a memory is
+# against P) and, marked on it, where each memory size puts one $16 \times 4$ batch; a memory is
 # worth as many extra identities in the batch as it holds negatives.
 
 # %%
@@ -243,8 +249,8 @@ print(f"whole batch: {whole:.6f}; both splits reproduce its value and gradient")
 # ## 4. A cross-batch memory in a few steps
 # `CrossBatchMemory(size)` keeps the detached embeddings and labels of the last `size` items,
 # oldest first. Each step: the loss of the batch against the memory, **then** enqueue the
-# batch. Toy embeddings: 12 identities with 4 fixed vectors each, PK batches of 3 x 2,
-# a memory of 12 rows.
+# batch. Toy embeddings: $12$ identities with $4$ fixed vectors each, PK batches of
+# $3 \times 2$, a memory of $12$ rows.
 
 # %%
 toy_ids = torch.arange(12).repeat_interleave(4)
@@ -296,11 +302,11 @@ assert own_copy.any(1).all() and wrong_loss != fn(emb, lab)
 # Under data parallelism every process enqueues the *global* batch (all processes' rows in
 # rank order, `GatheredBatch.global_batch()`), so every process holds the same memory, the one
 # a single process would hold with the concatenated batches; the test suite checks that two
-# steps with a memory match one process to 1e-10.
+# steps with a memory match one process to `1e-10`.
 #
 # ## 5. Two processes on the CPU, launched with torchrun
 # `torchrun --nproc_per_node=2` starts two Python processes with `RANK`, `WORLD_SIZE` and
-# `LOCAL_RANK` set; `python -m drsl.train.distributed` then trains a tiny float64 network
+# `LOCAL_RANK` set; `python -m drsl.explore.parallel` then trains a tiny float64 network
 # (no BatchNorm) for a few steps with `DistributedDataParallel` over gloo. Each process draws
 # $P = 2$ identities of a sharded PK batch (`PKSampler(..., rank, world_size)`), embeds them,
 # gathers the other process's embeddings with gradient and computes DRSL with them as
@@ -309,13 +315,13 @@ assert own_copy.any(1).all() and wrong_loss != fn(emb, lab)
 # The full run launches `torchrun` (three fresh Python processes that each import PyTorch:
 # allow half a minute on a laptop). In fast mode (the test suite) the cell starts the same two
 # processes, with the same environment variables, gloo and `DistributedDataParallel`, by
-# forking this kernel (`drsl.train.distributed.launch`), which skips those start-ups; only the
+# forking this kernel (`drsl.explore.parallel.launch`), which skips those start-ups; only the
 # launcher differs. The suite also runs the real command line under `torchrun`
 # (`tests/test_train_ddp.py`).
 
 # %%
 steps = 3 if FAST else 10
-cmd = ["torchrun", "--standalone", "--nproc_per_node=2", "-m", "drsl.train.distributed",
+cmd = ["torchrun", "--standalone", "--nproc_per_node=2", "-m", "drsl.explore.parallel",
        "--steps", str(steps), "--P", "2", "--K", "2", "--out", "run.json"]  # fmt: skip
 print(" ".join(cmd))
 t0 = time.perf_counter()
@@ -392,6 +398,50 @@ print(f"loss under autocast {amp_loss:.4f}, in float32 {full_loss:.4f}")
 assert half_dtype == torch.bfloat16 and amp_loss.dtype == torch.float32
 
 # %% [markdown]
+# ## 8. Outside drsl: pytorch-metric-learning and ONNX
+# Two doors out. **pytorch-metric-learning** (PML) users get DRSL as one of their own losses,
+# `drsl.integrations.pml.DRSLoss` (here imported as `PMLDRSLoss`): on a batch it is
+# `drsl_loss`, and it plugs into PML's `CrossBatchMemory`. PML's memory enqueues the batch
+# *first* and then leaves each anchor's own copy out of its list, so a PML memory of
+# $M + B$ rows holds exactly the references of section 4's memory of $M$: the losses agree.
+
+# %%
+pml_memory = pml_losses.CrossBatchMemory(PMLDRSLoss(), embedding_size=4, memory_size=12 + 6)
+pml_memory.embedding_memory = pml_memory.embedding_memory.double()
+ours = CrossBatchMemory(12)
+pml_rows = []
+for step, idx in enumerate(PKSampler(toy_ids, P=3, K=2, seed=0).batches(0)[: 4 if FAST else 8]):
+    emb, lab = toy_emb[idx], toy_ids[idx]
+    ref_e, ref_l, _ = ours.references()
+    kw = {} if ref_e is None else {"ref_embeddings": ref_e, "ref_labels": ref_l}
+    pml_rows.append(
+        {"step": step, "drsl": fn(emb, lab, **kw).item(), "PML": pml_memory(emb, lab).item()}
+    )
+    ours.enqueue(emb, lab)
+pml_table = pd.DataFrame(pml_rows)
+assert np.allclose(pml_table["drsl"], pml_table["PML"], rtol=0, atol=1e-12)
+assert torch.equal(PMLDRSLoss()(emb, lab), drsl_loss(emb, lab))  # the batch alone: identical
+pml_table
+
+# %% [markdown]
+# **ONNX** takes a trained model out of Python: `drsl export CHECKPOINT --onnx OUT.onnx`
+# (`drsl.train.export.export_onnx`) writes the embedding network in eval mode, the evaluation
+# transform included, for uint8 images of any batch size; onnxruntime then gives the same
+# embeddings as PyTorch (the tests check the whole test split and the mAP).
+
+# %%
+shipped = repo_root() / "data" / "checkpoints" / "ce_drsl.pt"
+onnx_file = export_onnx(shipped, Path(tempfile.mkdtemp()) / "ce_drsl.onnx")
+shipped_model = load_model(shipped).model
+some_images = torch.randint(0, 256, (5, 3, 64, 32), dtype=torch.uint8, generator=gen)
+onnx_gap = (onnx_embed(onnx_file, some_images) - embed(shipped_model, some_images)).abs().max()
+print(
+    f"{onnx_file.name}: {onnx_file.stat().st_size / 1e6:.1f} MB; "
+    f"largest difference from PyTorch {onnx_gap:.1e}"
+)
+assert onnx_gap <= 1e-5
+
+# %% [markdown]
 # ## Summary
 # - A reference item is retrieved but never an anchor. With references from other processes or
 #   a memory, an anchor's retrieval set grows from $PK - 1$ to $PK - 1 + R$ items, and the
@@ -404,6 +454,8 @@ assert half_dtype == torch.bfloat16 and amp_loss.dtype == torch.float32
 #   as references, the loss scaled by $c_r = W n_r / \sum_v n_v$ (1 for a sharded PK batch):
 #   DDP's averaged gradient is then the one-process gradient of the concatenated batch, and
 #   the two-process run above matched the one-process run.
+# - Outside drsl: `drsl.integrations.pml.DRSLoss` is DRSL inside pytorch-metric-learning (and
+#   its `CrossBatchMemory`), and `drsl export --onnx` takes a trained model out of Python.
 #
 # ## Exercises
 # Each exercise is followed by its solution (hidden in the student edition).
@@ -448,13 +500,13 @@ assert not torch.isclose(unscaled, whole.detach(), atol=1e-6, rtol=0)
 
 # %% [markdown]
 # **Exercise 3.** What does the ratio tend to as the memory grows far beyond one epoch (with
-# $N$ identities of equal size, section 1's estimate)? Could a memory ever reach 1 : 1000 on a
+# $N$ identities of equal size, section 1's estimate)? Could a memory ever reach $1 : 1000$ on a
 # Market-sized set?
 
 # %% [markdown] tags=["solution"]
 # **Solution 3.** For large $R$ the estimate tends to $(R/N) / (R - R/N) = 1/(N-1)$: the
-# memory then mirrors the training set, where one identity faces $N - 1$ others. With 751
-# identities it saturates near 1 : 750 and never reaches 1 : 1000.
+# memory then mirrors the training set, where one identity faces $N - 1$ others. With $N = 751$
+# identities it saturates near $1 : 750$ and never reaches $1 : 1000$.
 
 # %% tags=["solution"]
 for R in (10**4, 10**5, 10**6):

@@ -1,9 +1,9 @@
-"""Starting processes for checks (tests, notebooks) and a toy data-parallel run.
+"""A toy data-parallel run for the scale notebook and the tests, and a launcher for it.
 
-Training is launched with ``torchrun``; :func:`launch` starts ``W`` processes from Python (a
-free localhost port, ``torch.multiprocessing``), and :func:`toy_run` / :func:`main` are the
-few-step check the scale notebook runs under ``torchrun --nproc_per_node=2 -m
-drsl.train.distributed``.
+Training itself is launched with ``torchrun -m drsl train``. Here :func:`launch` starts ``W``
+processes from Python (a free localhost port, ``torch.multiprocessing``), and :func:`toy_run` /
+:func:`main` are the few-step check the scale notebook runs under ``torchrun
+--nproc_per_node=2 -m drsl.explore.parallel``.
 
 Reference: PyTorch ``torch.multiprocessing`` and ``torchrun`` docs.
 """
@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import socket
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -23,20 +24,17 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from drsl.train.distributed.context import (
+from drsl.train.distributed import (
+    NORMALISERS,
     DistributedContext,
     current_context,
+    data_parallel_loss,
     distributed,
-    reduce_mean,
+    reduce_means,
     wrap_model,
 )
-from drsl.train.distributed.gather import NORMALISERS, data_parallel_loss
 
 __all__ = ["free_port", "launch", "toy_run", "main"]
-
-# --------------------------------------------------------------------------------------------
-# launching processes (tests, the notebook) and a toy run for checks
-# --------------------------------------------------------------------------------------------
 
 
 def free_port() -> int:
@@ -123,6 +121,7 @@ def launch(
                     if p.is_alive():
                         p.kill()
                 raise TimeoutError(f"{world_size}-process run did not finish in {timeout_s} s")
+        # the results are plain tensors, numbers and containers: loaded as data
         return [torch.load(Path(tmp) / f"rank{r}.pt", weights_only=True) for r in range(world_size)]
 
 
@@ -183,12 +182,12 @@ def toy_run(
         opt.zero_grad()
         value.backward()
         opt.step()
-        losses.append(reduce_mean(value))
+        losses.append(reduce_means({"loss": value})["loss"])
     return {"world_size": ctx.world_size, "losses": losses, "weights": net[0].weight.detach()}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``torchrun --nproc_per_node=2 -m drsl.train.distributed --out run.json``: a toy check.
+    """``torchrun --nproc_per_node=2 -m drsl.explore.parallel --out run.json``: a toy check.
 
     Runs :func:`toy_run` in every process; rank 0 writes ``{"world_size", "losses"}`` as JSON.
 
@@ -198,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         int: the exit status (0).
     """
-    ap = argparse.ArgumentParser(prog="python -m drsl.train.distributed", description=main.__doc__)
+    ap = argparse.ArgumentParser(prog="python -m drsl.explore.parallel", description=main.__doc__)
     ap.add_argument("--loss", default="drsl")
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--P", type=int, default=4, help="identities per process")
@@ -214,3 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             a.out.write_text(text)
         print(text)
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
