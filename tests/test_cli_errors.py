@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,6 +19,7 @@ from test_cli import write_market
 
 from drsl.fsutil import lock_folder
 
+IMBALANCE = str(Path(__file__).resolve().parents[1] / "experiments" / "imbalance.py")
 TINY = ["-P", "3", "-K", "2", "--epochs", "1", "--base-width", "2", "--height", "32",
         "--width", "16", "--device", "cpu", "--threads", "1", "--no-progress"]  # fmt: skip
 
@@ -96,9 +98,9 @@ def cases(tmp_path_factory):
         "DRSL_DATA is a file": (["train", "--fast", *TINY], 2, ["DRSL_DATA=", "is a file"]),
         "broken symlink image": (["train", "--data", str(symlinked), *TINY,
                                   "--out", str(root / "r3")], 2, [str(broken), "symlink"]),
-        "grid.toml invalid": (["imbalance", "status", "--configs", str(grid), "--results",
+        "grid.toml invalid": ([IMBALANCE, "status", "--configs", str(grid), "--results",
                                str(root / "res")], 2, [str(grid / "grid.toml"), "not valid TOML"]),
-        "imbalance --max-runs -1": (["imbalance", "run", "--max-runs", "-1"],
+        "imbalance --max-runs -1": ([IMBALANCE, "run", "--max-runs", "-1"],
                                     2, ["--max-runs", "must be >= 1"]),
     }  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -109,7 +111,7 @@ def cases(tmp_path_factory):
         for start in range(0, len(names), 8):  # a few at a time: each process imports torch
             procs = {
                 name: subprocess.Popen(
-                    [sys.executable, "-m", "drsl", *commands[name][0]],
+                    _command(commands[name][0]),
                     env=envs.get(name, env),
                     text=True,
                     stdout=subprocess.PIPE,
@@ -122,6 +124,13 @@ def cases(tmp_path_factory):
                 results[name] = (p.returncode, out, err)
     assert not (root / "pwned").exists(), "a crafted checkpoint ran its code"
     return {name: (results[name], code, words) for name, (_, code, words) in commands.items()}
+
+
+def _command(argv: list[str]) -> list[str]:
+    """``python -m drsl ARGS``, or ``python experiments/X.py ARGS`` for an experiment script."""
+    if argv[0].endswith(".py"):
+        return [sys.executable, *argv]
+    return [sys.executable, "-m", "drsl", *argv]
 
 
 def _checkpoints(root, good):
@@ -153,8 +162,8 @@ CASES = ["truncated jpeg", "zero-byte jpeg", "--out is a file", "damaged last.pt
          "last.pt lacks rng", "seed -1", "config fast = 'no'", "config threads = 1.5",
          "DRSL_DATA is a file", "broken symlink image", "grid.toml invalid",
          "imbalance --max-runs -1"]  # fmt: skip
-#: the commands that ``drsl`` hands over answer in their own name
-PREFIX = {"imbalance --max-runs -1": "drsl imbalance: error: "}
+#: the experiment scripts answer in their own name
+PREFIX = {"imbalance --max-runs -1": "imbalance.py: error: "}
 
 
 @pytest.mark.slow
