@@ -243,3 +243,18 @@ def test_every_torch_load_of_the_product_loads_as_data():
                     ):
                         unsafe.append(f"{path.relative_to(root)}:{node.lineno}")
     assert found >= 3 and unsafe == []
+
+
+def test_a_plain_pickle_is_one_error_without_warnings(tmp_path):
+    """torch warns about a pickle protocol it does not expect before it fails; the user gets
+    the one line only."""
+    import pickle
+    import warnings
+
+    path = tmp_path / "state.pt"
+    path.write_bytes(pickle.dumps({"not": "a checkpoint"}, protocol=4))
+    with warnings.catch_warnings(record=True) as seen, pytest.raises(CheckpointError) as info:
+        warnings.simplefilter("always")
+        load_model(path)
+    assert [str(w.message) for w in seen] == []
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
