@@ -54,8 +54,8 @@ book: data  ## the HTML book of the executed course in build/book/ (full mode; D
 slides: data  ## one reveal.js deck per notebook: build/slides/NN_name.slides.html (offline)
 	@$(PY) tools/slides.py --out build/slides
 
-explore: env  ## the ratio explorer as a standalone Voila app
-	@$(VENV)/bin/voila notebooks/07_explore.ipynb --port=$(PORT)
+explore: env  ## the ratio explorer as a standalone Voila app (127.0.0.1, behind a token)
+	@$(PY) -m drsl.widgets.serve --port=$(PORT)
 
 lock:  ## re-pin: requirements.in -> requirements.lock -> environment.yml
 	@$(PY) tools/lock.py

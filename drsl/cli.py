@@ -460,8 +460,9 @@ def _export(args: argparse.Namespace) -> int:
 
 @contextlib.contextmanager
 def _one_line_argparse_errors() -> Iterator[None]:
-    """The parsers of the commands ``drsl`` hands over to answer a bad argument in one line,
-    as ``drsl``'s own do (``argparse`` would print the usage first)."""
+    """The parsers of the commands ``drsl`` hands over (and of the experiment scripts run under
+    :func:`main`) answer a bad argument in one line, as ``drsl``'s own do (``argparse`` would
+    print the usage first)."""
     original = argparse.ArgumentParser.error
 
     def error(self: argparse.ArgumentParser, message: str) -> NoReturn:
@@ -529,7 +530,8 @@ def main(
         with sigterm_as_interrupt():
             if command is None:
                 return _dispatch(argv)
-            return int(command(list(sys.argv[1:] if argv is None else argv)) or 0)
+            with _one_line_argparse_errors():  # the script's own parser, one line too
+                return int(command(list(sys.argv[1:] if argv is None else argv)) or 0)
     except KeyboardInterrupt as err:
         how = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
         print(f"drsl: {how}; run the same command again to resume", file=sys.stderr)

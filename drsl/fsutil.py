@@ -34,6 +34,7 @@ from pathlib import Path
 __all__ = [
     "FolderLockedError",
     "WriteError",
+    "as_write_error",
     "lock_folder",
     "lock_path",
     "atomic_write",
@@ -78,8 +79,15 @@ class WriteError(OSError):
 _DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO}
 
 
-def _write_failure(path: Path, err: BaseException, kept: str) -> WriteError | None:
+def as_write_error(path: Path, err: BaseException, kept: str) -> WriteError | None:
     """The :class:`WriteError` for ``err`` raised while writing ``path`` (None: not a disk error).
+
+    Args:
+        path (Path): what was being written. err (BaseException): what the write raised.
+        kept (str): what is on disk now, in words (e.g. ``"the previous version is kept"``).
+
+    Returns:
+        WriteError or None: None when ``err`` is not a disk error (re-raise it as it is).
 
     torch's zip writer reports a short write as ``RuntimeError: [enforce fail at
     inline_container.cc...] unexpected pos``; it is a write failure too.
@@ -268,7 +276,7 @@ def atomic_write(path: str | Path, write_fn: Callable[[Path], object]) -> Path:
     except BaseException as err:
         _remove(tmp)
         kept = "the previous version is kept" if path.exists() else "nothing was written there"
-        failure = _write_failure(path, err, kept)
+        failure = as_write_error(path, err, kept)
         if failure is not None and failure is not err:
             raise failure from None
         raise
@@ -376,7 +384,7 @@ def append_csv_rows(
             os.fsync(fh.fileno())
         except OSError as err:  # no half row: cut the file back to the rows it had
             os.ftruncate(fh.fileno(), start)
-            failure = _write_failure(path, err, "its earlier rows are kept")
+            failure = as_write_error(path, err, "its earlier rows are kept")
             raise (failure or err) from None
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)

@@ -34,7 +34,7 @@ pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
-NOTEBOOK = NOTEBOOKS / "06_explore.ipynb"
+NOTEBOOK = NOTEBOOKS / "07_explore.ipynb"
 ARTIFACTS = REPO / "test-artifacts" / "browser"
 TIMEOUT_MS = 90_000
 
@@ -318,21 +318,20 @@ def test_jupyterlab_runs_the_explorer_and_a_slider_updates_the_plot(browser, tmp
 
 
 def test_voila_serves_the_explorer_as_an_app(browser, tmp_path):
+    from drsl.widgets.serve import voila_command
+
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    voila = Path(sys.executable).with_name("voila")
-    cmd = [str(voila) if voila.exists() else "voila"]
-    cmd += [
-        str(NOTEBOOK.relative_to(REPO)),
-        "--no-browser",
-        f"--port={port}",
-        "--Voila.ip=127.0.0.1",
-    ]
+    cmd = voila_command(NOTEBOOK.relative_to(REPO), port, open_browser=False)  # make explore's
     env = _private_env(tmp_path)
-    with _server(cmd, _port_open(port), env, ARTIFACTS / "voila.log"):
+    log = ARTIFACTS / "voila.log"
+    with _server(cmd, _port_open(port), env, log):
+        _wait_until(lambda: "?token=" in log.read_text(), 30, "Voila to print its URL")
+        token = re.search(r"\?token=(\w+)", log.read_text()).group(1)
         page = browser.new_page(viewport={"width": 1500, "height": 1100})
         page.set_default_timeout(TIMEOUT_MS)
-        page.goto(f"{base}/", wait_until="commit")  # Voila streams the page as cells run
+        # Voila streams the page as cells run; only the URL with the token reaches it
+        page.goto(f"{base}/?token={token}", wait_until="commit")
         _assert_widgets_rendered(page)
         page.wait_for_selector("img.drsl-toy-image", state="attached", timeout=TIMEOUT_MS)
         # code hidden: an app, not a notebook

@@ -217,3 +217,44 @@ def test_resume_state_with_edited_weights_is_named_in_one_line(tmp_path, run):
     with pytest.raises(CheckpointError, match="does not fit this run") as info:
         train(tiny(), data, out_dir=out, progress=False)
     assert "size mismatch" in str(info.value) and "--no-resume" in str(info.value)
+
+
+def test_every_torch_load_of_the_product_loads_as_data():
+    """No ``torch.load`` in the package, its scripts, notebooks or benchmarks without
+    ``weights_only=True`` (a new one would run whatever a file's pickle asks)."""
+    import ast
+
+    root = repo_root()
+    found, unsafe = 0, []
+    for folder in ("drsl", "tools", "experiments", "notebooks", "benchmarks"):
+        for path in sorted((root / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                f = node.func if isinstance(node, ast.Call) else None
+                if (
+                    isinstance(f, ast.Attribute)
+                    and f.attr == "load"
+                    and ast.unparse(f.value) == "torch"
+                ):
+                    found += 1
+                    kw = {k.arg: k.value for k in node.keywords}
+                    if not (
+                        isinstance(kw.get("weights_only"), ast.Constant)
+                        and kw["weights_only"].value is True
+                    ):
+                        unsafe.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert found >= 3 and unsafe == []
+
+
+def test_a_plain_pickle_is_one_error_without_warnings(tmp_path):
+    """torch warns about a pickle protocol it does not expect before it fails; the user gets
+    the one line only."""
+    import pickle
+    import warnings
+
+    path = tmp_path / "state.pt"
+    path.write_bytes(pickle.dumps({"not": "a checkpoint"}, protocol=4))
+    with warnings.catch_warnings(record=True) as seen, pytest.raises(CheckpointError) as info:
+        warnings.simplefilter("always")
+        load_model(path)
+    assert [str(w.message) for w in seen] == []
+    assert str(path) in str(info.value) and "\n" not in str(info.value)

@@ -144,3 +144,29 @@ def test_full_disk_while_appending_rows_leaves_no_half_row(tmp_path, monkeypatch
         append_csv_rows(f, [{"a": 10, "b": 20}, {"a": 30, "b": 40}], ["a", "b"])
     assert str(f) in str(info.value)
     assert f.read_bytes() == before
+
+
+def test_full_disk_while_drawing_a_synthetic_set_names_it_and_leaves_nothing(
+    tmp_path, monkeypatch, capsys
+):
+    from pathlib import Path
+
+    from drsl.data.synth import main as synth_main
+
+    real, written = Path.write_bytes, []
+
+    def fills_up(self, data):
+        if len(written) == 5:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written.append(self)
+        return real(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", fills_up)
+    out = tmp_path / "set"
+    argv = ["--out", str(out), "--train-ids", "4", "--test-ids", "4", "--images-per-id", "3",
+            "--distractors", "1", "--junk", "1", "--workers", "1", "--quiet"]  # fmt: skip
+    assert synth_main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert f"could not write {out} (no space left on device); {out} is unchanged" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no partial set, no lock

@@ -162,6 +162,7 @@ PUBLIC = {
         "FolderLockedError",
         "WriteError",
         "append_csv_rows",
+        "as_write_error",
         "atomic_write",
         "lock_folder",
         "lock_path",

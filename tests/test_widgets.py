@@ -203,3 +203,22 @@ def test_public_names_live_in_one_submodule_each():
         obj = getattr(pkg, name)
         assert obj.__module__.startswith("drsl.widgets."), (name, obj.__module__)
         assert getattr(importlib.import_module(obj.__module__), name) is obj
+
+
+def test_values_a_client_sends_beyond_the_ranges_are_clamped_in_the_kernel():
+    """A client can send any value, and any min, max or options with it (as a comm message
+    would): the explorer computes with values inside the ranges the kernel built."""
+    b = BatchExplorer(P=4, K=2, **FEW)
+    b.controls["P"].set_state({"max": 64, "value": 40})  # the slider stops at 16
+    assert b.controls["P"].value == 40 and b.summary.P == 16 and b.values()["P"] == 16
+    b.controls["delta"].set_state({"max": 5, "value": 1e4})  # log slider: 10**-3 .. 10**0
+    assert b.values()["delta"] == pytest.approx(1.0)
+    b.controls["anchor"].set_state({"max": 500, "value": 400})
+    assert b.values()["anchor"] == 16 * 2 - 1 and b.controls["anchor"].max == 16 * 2 - 1
+    b.controls["loss"].set_state({"options": ["evil"], "index": 0})
+    assert b.values()["loss"] == b.losses[0] and b.last_error is None
+    t = ToyExplorer(P=3, K=2, steps=20)
+    t.controls["steps"].set_state({"max": 10**6, "value": 10**6})
+    assert t.run.steps == 200
+    t.controls["step"].set_state({"max": 10**6, "value": 10**5})
+    assert t.last_error is None

@@ -15,7 +15,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "06_explore.ipynb"
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "07_explore.ipynb"
 STATE_KEY = "application/vnd.jupyter.widget-state+json"
 
 MOVE_CELL = """\

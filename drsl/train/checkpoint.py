@@ -26,6 +26,7 @@ import os
 import pickle
 import random
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -113,7 +114,7 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     Example:
         >>> import pathlib, tempfile
         >>> p = atomic_save({"a": 1}, pathlib.Path(tempfile.mkdtemp()) / "x.pt")
-        >>> torch.load(p), [q.name for q in p.parent.iterdir()]
+        >>> torch.load(p, weights_only=True), [q.name for q in p.parent.iterdir()]
         ({'a': 1}, ['x.pt'])
     """
     path = Path(path)
@@ -187,7 +188,10 @@ def _torch_load(path: Path, what: str, fix: str) -> Any:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
-        with torch.serialization.safe_globals(SAFE_GLOBALS):
+        with torch.serialization.safe_globals(SAFE_GLOBALS), warnings.catch_warnings():
+            # a file that is no torch checkpoint makes torch warn about its pickle protocol
+            # before it fails: the one line below says it all
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         text = str(err)

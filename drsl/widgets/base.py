@@ -91,6 +91,26 @@ def _batch_controls(K, delta, sort_weight, separation, noise) -> dict:
     }
 
 
+def _range(control) -> tuple | None:
+    """``(lo, hi)`` of a slider's values, ``("options", values)`` of a choice, else None."""
+    if isinstance(control, widgets.FloatLogSlider):
+        return (control.base**control.min, control.base**control.max)
+    if hasattr(control, "min") and hasattr(control, "max"):
+        return (control.min, control.max)
+    if isinstance(control, widgets.Dropdown):
+        return ("options", tuple(o[1] if isinstance(o, tuple) else o for o in control.options))
+    return None
+
+
+def _within(value, span: tuple | None):
+    """``value`` clamped to ``span`` (a choice outside its options: the first option)."""
+    if span is None:
+        return value
+    if span[0] == "options":
+        return value if value in span[1] else span[1][0]
+    return min(max(value, span[0]), span[1])
+
+
 class _Base:
     """Shared plumbing: observers on every control, a hold switch, an error line."""
 
@@ -107,6 +127,9 @@ class _Base:
     _prefix = "drsl"
 
     def _observe_all(self) -> None:
+        #: each control's range as the kernel built it: a client can send any value, and any
+        #: min, max or options too, so :meth:`values` clamps to these, not to the widget's traits
+        self.ranges = {name: _range(c) for name, c in self.controls.items() if _range(c)}
         for name, control in self.controls.items():
             control.add_class(f"{self._prefix}-{name}")  # e.g. drsl-batch-P, for the browser
             control.observe(self._on_change, names="value")
@@ -165,12 +188,13 @@ class _Base:
         raise NotImplementedError
 
     def values(self) -> dict:
-        """The current control values, by control name.
+        """The current control values, by control name, each within the range the kernel gave
+        its control (:attr:`ranges`; whatever a client sent).
 
         Returns:
             dict: name -> value.
         """
-        return {name: c.value for name, c in self.controls.items()}
+        return {name: _within(c.value, self.ranges.get(name)) for name, c in self.controls.items()}
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)

@@ -16,7 +16,16 @@ from matplotlib.figure import Figure
 from drsl import explore as ex
 from drsl.plotting.explore import plot_batch_panel, plot_ratio_curves
 
-from .base import _LAYOUT, _STYLE, _Base, _batch_controls, _loss_options, _show, _slider
+from .base import (
+    _LAYOUT,
+    _STYLE,
+    _Base,
+    _batch_controls,
+    _loss_options,
+    _show,
+    _slider,
+    _within,
+)
 
 __all__ = ["BatchExplorer"]
 
@@ -160,7 +169,8 @@ class BatchExplorer(_Base):
                 anchor.max = v["P"] * v["K"] - 1
             finally:
                 self._held = held
-            v["anchor"] = anchor.value
+        self.ranges["anchor"] = (0, v["P"] * v["K"] - 1)
+        v["anchor"] = _within(anchor.value, self.ranges["anchor"])
         self.summary = ex.summarize_batch(
             v["P"],
             v["K"],

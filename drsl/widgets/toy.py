@@ -14,7 +14,16 @@ from matplotlib.figure import Figure
 from drsl import explore as ex
 from drsl.plotting.explore import plot_toy_embedding, plot_toy_loss
 
-from .base import _LAYOUT, _STYLE, _Base, _batch_controls, _loss_options, _show, _slider
+from .base import (
+    _LAYOUT,
+    _STYLE,
+    _Base,
+    _batch_controls,
+    _loss_options,
+    _show,
+    _slider,
+    _within,
+)
 
 __all__ = ["ToyExplorer"]
 
@@ -154,6 +163,7 @@ class ToyExplorer(_Base):
         held, self._held = self._held, True
         try:  # new run: show its last frame, Play restarts from 0
             self.play.max = self.controls["step"].max = self.run.steps
+            self.ranges["step"] = (0, self.run.steps)
             self.controls["step"].value = self.run.steps
         finally:
             self._held = held
@@ -168,7 +178,7 @@ class ToyExplorer(_Base):
             self.status.value = f"<span style='color:#b00'>error: {html.escape(str(err))}</span>"
 
     def _draw(self) -> None:
-        run, step = self.run, self.controls["step"].value
+        run, step = self.run, _within(self.controls["step"].value, self.ranges.get("step"))
         fig = Figure(figsize=(10, 4.2))
         ax0 = fig.add_subplot(1, 2, 1, projection="3d" if run.sphere else None)
         ax1 = fig.add_subplot(1, 2, 2)

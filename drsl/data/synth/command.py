@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     User errors are one line on stderr with exit status 2; Ctrl-C (exit 130) and SIGTERM
     (exit 143) leave no partial set and no lock, in one line.
     """
-    from drsl.fsutil import FolderLockedError
+    from drsl.fsutil import FolderLockedError, WriteError
     from drsl.signals import TERMINATED_STATUS, Terminated, sigterm_as_interrupt
 
     parser = build_parser()
@@ -173,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
             return synth_command(config, out, force=force, verify=verify, progress=not quiet)
     except (ValueError, FolderLockedError) as err:
         parser.error(str(err))
+    except WriteError as err:  # a full disk: one line, the set unchanged
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt as err:
         how = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
         print(f"{how}: {out} unchanged (no partial set left behind)", file=sys.stderr)

@@ -22,7 +22,7 @@ from drsl.data.synth.config import GENERATOR_VERSION, SynthConfig, make_config
 from drsl.data.synth.manifest import GENERATOR, MARKER, SPLITS, check_set, folder_state
 from drsl.data.synth.plan import file_name, identity_rows, make_plan
 from drsl.data.synth.render import render
-from drsl.fsutil import lock_folder, remove_stale_temps, temp_sibling
+from drsl.fsutil import as_write_error, lock_folder, remove_stale_temps, temp_sibling
 from drsl.signals import default_signals_in_worker
 
 __all__ = ["generate"]
@@ -199,8 +199,11 @@ def generate_locked(out: Path, cfg: SynthConfig, *, force: bool, progress: bool)
     try:
         _draw(tmp, cfg, progress, out.name)
         _swap_in(tmp, out, state)
-    except BaseException:  # Ctrl-C included: leave nothing behind
+    except BaseException as err:  # Ctrl-C included: leave nothing behind
         _remove_tree(tmp)
+        failure = as_write_error(out, err, f"{out} is unchanged (the partial set was removed)")
+        if failure is not None:  # a full disk: name the set, not "[Errno 28]" alone
+            raise failure from None
         raise
     return out
 
