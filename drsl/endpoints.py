@@ -19,7 +19,13 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["holm", "paired_cell_values", "endpoint_differences", "endpoint_table"]
+__all__ = [
+    "holm",
+    "paired_cell_values",
+    "endpoint_differences",
+    "endpoint_table",
+    "endpoint_markdown",
+]
 
 
 def holm(p_values: Sequence[float], alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
@@ -163,3 +169,36 @@ def endpoint_table(rows: pd.DataFrame, plan: dict, with_ce: bool = False) -> pd.
                         rejects=bool(low > 0 or high < 0),
                         within_margin=bool(-margin < low and high < margin)))  # fmt: skip
     return pd.DataFrame(out)
+
+
+def endpoint_markdown(table: pd.DataFrame) -> str:
+    """The endpoint table as Markdown: one line per comparison, intervals in points.
+
+    Args:
+        table (pd.DataFrame): :func:`endpoint_table`'s output.
+
+    Returns:
+        str: a Markdown table; "no difference shown" where the interval holds 0.
+
+    Example:
+        >>> t = pd.DataFrame([dict(endpoint="E1", loss="drsl", versus="", of="", n=5,
+        ...     mean=-1.234, low=-3.0, high=0.5, p=0.1, p_holm=0.4, level=0.99,
+        ...     rejects=False, within_margin=True)])
+        >>> print(endpoint_markdown(t).splitlines()[2])
+        | E1 | drsl |  | 5 | -1.2 | [-3.0, 0.5] | 99.0 % | 0.4 | no difference shown |
+    """
+    lines = [
+        "| endpoint | loss | versus | n | mean (points) | interval | level | p (Holm) | reading |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in table.itertuples():
+        versus = f"{r.versus} ({r.of})" if r.versus else ""
+        if not r.rejects:
+            reading = "no difference shown"
+        else:
+            reading = "higher" if r.low > 0 else "lower"
+        lines.append(
+            f"| {r.endpoint} | {r.loss} | {versus} | {r.n} | {r.mean:.1f} | "
+            f"[{r.low:.1f}, {r.high:.1f}] | {100 * r.level:.1f} % | {r.p_holm:.2g} | {reading} |"
+        )
+    return "\n".join(lines)

@@ -369,7 +369,10 @@ def work(max_runs: int | None, phases: set[str]) -> int:
         while max_runs is None or taken < max_runs:
             todo, tuned = open_runs(plan())
             todo = [r for r in todo if r.phase in phases]
-            if not todo and (tuned or "tune" not in phases):
+            if not todo and not tuned and "tune" not in phases:
+                print("decisive: tuning is not complete; run the tune phase first", flush=True)
+                return 1
+            if not todo and tuned:
                 print("decisive: every run of the asked phases is done", flush=True)
                 return 0
             ran = False
@@ -402,10 +405,10 @@ def status() -> int:
 def endpoints() -> int:
     import pandas as pd
 
-    from drsl.endpoints import endpoint_table
+    from drsl.endpoints import endpoint_markdown, endpoint_table
 
     table = endpoint_table(pd.read_csv(rows_path()), plan())
-    print(table.to_string(index=False))
+    print(endpoint_markdown(table))
     return 0
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from drsl.endpoints import endpoint_table, holm
+from drsl.endpoints import endpoint_markdown, endpoint_table, holm
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -86,6 +86,9 @@ def test_endpoints_are_paired_differences_with_holm_intervals():
     # an interval excludes 0 exactly when Holm rejects
     assert ((t["p_holm"] < 0.05) == t["rejects"]).all()
     assert (t["level"] >= 0.95).all()  # each interval at least as wide as an uncorrected one
+    md = endpoint_markdown(t.reset_index()).splitlines()
+    assert next(x for x in md if x.startswith("| E1 | contrastive |")).endswith("| lower |")
+    assert next(x for x in md if x.startswith("| E1 | drsl |")).endswith("no difference shown |")
 
 
 def test_endpoints_drop_a_diverged_seed_and_ignore_tuning_rows():
@@ -174,6 +177,8 @@ def test_runner_tunes_extends_the_grid_then_runs_fresh_seeds_once_on_test(tmp_pa
     (tmp_path / "plan.toml").write_text(_tiny_plan(tmp_path))
     paths = ["--plan", str(tmp_path / "plan.toml"), "--results", str(tmp_path / "res"),
              "--work", str(tmp_path / "work")]  # fmt: skip
+    assert dec.main(["run", "--phases", "final", *paths]) == 1  # no final run before tuning
+    assert not (tmp_path / "res/decisive.csv").exists()
     assert dec.main(["run", "--max-runs", "2", *paths]) == 0
     rows = pd.read_csv(tmp_path / "res/decisive.csv")
     assert len(rows) == 2 and set(rows["phase"]) == {"tune"} and set(rows["split"]) == {"val"}

@@ -46,13 +46,18 @@ STEP_CASES = [
     ("ce+triplet_soft", 6),
     ("ce+smooth_ap", 6),
     ("ce+contrastive", 6),
+    ("ce+multi_similarity", 6),
+    ("circle", 6),
     ("ce+drsl", 8),
     ("ce+triplet", 8),
     ("ce+smooth_ap", 8),
+    ("ce+circle", 8),
 ]
 _EQUAL = torch.arange(4).repeat_interleave(3)
 _MIXED = torch.tensor([0, 0, 0, 1, 1, 1, 2, 3, 2, 2, 3, 4])
 MEMORY = {"loss": "ce+drsl", "memory_size": 20, "memory_warmup": 1, "steps": 3}
+# a negatives-only memory (the gathered batches stay "all"): unequal shards, the counts differ
+MEMORY_NEG = {"loss": "contrastive", "memory_size": 20, "memory_warmup": 1, "steps": 3}
 
 
 class _Net(nn.Module):
@@ -94,11 +99,13 @@ def _grads(model) -> dict[str, torch.Tensor]:
     }
 
 
-def _steps(ctx, loss: str, split: int, steps: int = 1, memory_size: int = 0, warmup: int = 0):
+def _steps(ctx, loss: str, split: int, steps: int = 1, memory_size: int = 0, warmup: int = 0,
+           role: str = "all"):  # fmt: skip
     """``steps`` calls of the loop's train_step; each step's loss terms, gradients, weights."""
     from drsl.losses.memory import CrossBatchMemory
 
-    cfg = TrainConfig(loss=loss, memory_size=memory_size, memory_warmup=warmup).validate()
+    cfg = TrainConfig(loss=loss, memory_size=memory_size, memory_warmup=warmup,
+                      memory_role=role).validate()  # fmt: skip
     crit = build_criterion(cfg)
     model = _model()
     if ctx is not None:
@@ -162,6 +169,9 @@ def _worker(ctx: DistributedContext, tmp: str) -> dict:
     out = {"steps": [_steps(ctx, loss, split) for loss, split in STEP_CASES]}
     m = MEMORY
     out["memory"] = _steps(ctx, m["loss"], 6, m["steps"], m["memory_size"], m["memory_warmup"])
+    m = MEMORY_NEG
+    out["memory_neg"] = _steps(ctx, m["loss"], 8, m["steps"], m["memory_size"],
+                               m["memory_warmup"], "negatives")  # fmt: skip
     out["runs"] = _runs(ctx, tmp)
     return out
 
@@ -204,6 +214,17 @@ def test_memory_steps_on_two_processes_equal_one_process(two_processes):
     for rank_out in two_processes[1]:
         for got, w in zip(rank_out["memory"], want, strict=True):
             assert got["memory"] == w["memory"]
+            _assert_step_equal(got, w)
+
+
+def test_negatives_only_memory_on_two_processes_equals_one_process(two_processes):
+    m = MEMORY_NEG
+    want = _steps(None, m["loss"], 8, m["steps"], m["memory_size"], m["memory_warmup"],
+                  "negatives")  # fmt: skip
+    every = _steps(None, m["loss"], 8, m["steps"], m["memory_size"], m["memory_warmup"])
+    assert want[2]["parts"]["metric"] != pytest.approx(every[2]["parts"]["metric"])  # a role
+    for rank_out in two_processes[1]:
+        for got, w in zip(rank_out["memory_neg"], want, strict=True):
             _assert_step_equal(got, w)
 
 
