@@ -117,10 +117,13 @@ def test_each_notebook_page_offers_its_notebook_for_download(book):
 def test_launch_links_follow_the_repository_url():
     alone = launch_header("00_overview", "../x/00_overview.ipynb", None)
     assert "Download this notebook" in alone and "binder" not in alone.lower()
-    links = launch_header("00_overview", "../x/00_overview.ipynb", "https://github.com/o/r")
+    url = "https://github.com/o/r"
+    links = launch_header("00_overview", "../x/00_overview.ipynb", url, colab=True)
     assert "https://mybinder.org/v2/gh/o/r/main?labpath=notebooks/00_overview.ipynb" in links
     colab = "https://colab.research.google.com/github/o/r/blob/main/notebooks/00_overview.ipynb"
     assert colab in links
+    no_install = launch_header("00_overview", "../x/00_overview.ipynb", url, colab=False)
+    assert "mybinder.org" in no_install and "colab" not in no_install.lower()
 
 
 def _internal_links(out: Path, page: Path):

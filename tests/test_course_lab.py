@@ -95,3 +95,20 @@ def test_lab_starts_as_this_user_and_serves_the_spec():
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def test_binder_installs_the_package_makes_the_fast_data_and_runs_fast():
+    """Binder (repo2docker) runs postBuild once and every session through start."""
+    post, start = REPO / "postBuild", REPO / "start"
+    assert os.access(post, os.X_OK) and os.access(start, os.X_OK)
+    text = post.read_text()
+    assert "pip install --no-deps --no-build-isolation -e ." in text
+    assert "ensure_dataset(fast=True)" in text and "set -euo pipefail" in text
+    out = subprocess.run(
+        [str(start), "sh", "-c", "echo $DRSL_FAST"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={k: v for k, v in os.environ.items() if k != "DRSL_FAST"},
+    ).stdout
+    assert out.strip() == "1"
