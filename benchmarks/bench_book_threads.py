@@ -18,6 +18,7 @@ import os
 import platform
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,18 +47,26 @@ def main(argv: list[str] | None = None) -> int:
     for rnd in range(args.rounds):
         for threads in (1, 2):
             with tempfile.TemporaryDirectory() as cache:  # no cached copy: always executed
-                before = load()
-                run = executed(source, fast=False, cache=Path(cache), threads=threads)
-            rows.append((rnd + 1, threads, run.seconds, before, load()))
-            print(f"round {rnd + 1}, {threads} thread(s): {run.seconds:.1f} s (load {before:.1f})")
-    best = {t: min(r[2] for r in rows if r[1] == t) for t in (1, 2)}
+                before, start = load(), time.perf_counter()
+                try:
+                    seconds = executed(
+                        source, fast=False, cache=Path(cache), threads=threads
+                    ).seconds
+                except Exception as err:  # noqa: BLE001 - a dead kernel is a result too
+                    print(f"round {rnd + 1}, {threads} thread(s) failed: {err!r}"[:300])
+                    seconds = -(time.perf_counter() - start)  # negative: failed after |s|
+            rows.append((rnd + 1, threads, seconds, before, load()))
+            print(f"round {rnd + 1}, {threads} thread(s): {seconds:.1f} s (load {before:.1f})")
+    best = {
+        t: min((r[2] for r in rows if r[1] == t and r[2] > 0), default=float("nan")) for t in (1, 2)
+    }
     lines = [
         f"# `make book` full mode: notebook {args.notebook} on 1 vs 2 kernel threads",
         "",
         f"`benchmarks/bench_book_threads.py`, {platform.machine()}, {os.cpu_count()} CPUs, "
         f"{args.rounds} interleaved round(s); each run is a fresh kernel executing the notebook "
         "top to bottom in full mode (`DRSL_FAST=0`). The load average shows how busy the "
-        "machine was (other jobs shared it).",
+        "machine was (other jobs shared it). A negative time: the run failed after that long.",
         "",
         "| round | kernel threads | seconds | load before | load after |",
         "|---:|---:|---:|---:|---:|",
