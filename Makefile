@@ -16,9 +16,8 @@ env:  ## create or refresh .venv from requirements.lock (idempotent)
 data: env  ## make the synthetic dataset of the current mode in data/ if missing (DRSL_FAST=1: the small fast set)
 	@$(PY) -c "from drsl.config import fast_mode; from drsl.data.synth import ensure_dataset; print('[data] ready:', ensure_dataset(fast=fast_mode()))"
 
-course: data  ## THE MAIN JOB: environment + data, then the course in JupyterLab
-	@echo "[course] opening JupyterLab on notebooks/ (Ctrl-C to stop)"
-	@$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(LAB_ARGS)
+course: data  ## THE MAIN JOB: environment + data, then the course in JupyterLab (at the repository root, notebook 00 open)
+	@$(PY) tools/lab.py $(LAB_ARGS)
 
 course-headless: data  ## the main job without a browser: execute every notebook into build/
 	@$(PY) tools/run_notebooks.py --out build

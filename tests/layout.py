@@ -114,6 +114,7 @@ OVERWIDE_FIGURES = """([rootSelector, boundSelector, maxShrink]) => {
 
 TALL_SLIDES = """async () => {
     const problems = [];
+    let tallest = 0, where = [0, 0];
     const slides = Reveal.getSlides();
     const height = Reveal.getConfig().height;
     for (const slide of slides) {
@@ -121,6 +122,7 @@ TALL_SLIDES = """async () => {
         Reveal.slide(i.h, i.v);
         await new Promise(r => requestAnimationFrame(() => r()));
         const content = slide.scrollHeight;
+        if (content > tallest) { tallest = content; where = [i.h, i.v || 0]; }
         const title = (slide.querySelector('h1, h2, h3, p') || slide).textContent.trim()
             .slice(0, 50);
         if (content > height + 1) {
@@ -128,5 +130,5 @@ TALL_SLIDES = """async () => {
                 `the deck is ${height} px`);
         }
     }
-    return {measured: slides.length, problems};
+    return {measured: slides.length, tallest, where, problems};
 }"""

@@ -28,7 +28,17 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools"))
-from book_pages import launch_header, solution_count, student_minutes  # noqa: E402
+from book_pages import (  # noqa: E402
+    EXPLORER_NOTE,
+    SHOW,
+    WIDGET_NOTE,
+    book_notebook,
+    explorer_stem,
+    launch_header,
+    solution_count,
+    student_minutes,
+    typeset_spec,
+)
 from course import read_source  # noqa: E402
 
 VIEWPORT = {"width": 1280, "height": 900}
@@ -114,13 +124,82 @@ def test_each_notebook_page_offers_its_notebook_for_download(book):
         assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), stem
 
 
+def _widget_notebook():
+    """A notebook with a tqdm bar (HBox of label, progress, counts) and a slider."""
+    import nbformat
+
+    def model(name, **state):
+        return {"model_name": name, "state": state}
+
+    ids = {"box": "b1", "label": "l1", "bar": "p1", "counts": "c1", "slider": "s1"}
+    state = {
+        "b1": model(
+            "HBoxModel", children=[f"IPY_MODEL_{ids[k]}" for k in ("label", "bar", "counts")]
+        ),
+        "l1": model("HTMLModel", value="train: 100%"),
+        "p1": model("FloatProgressModel", value=36.0, max=36.0),
+        "c1": model("HTMLModel", value="36/36"),
+        "s1": model("IntSliderModel", value=4),
+    }
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": state}}
+    for model_id in ("b1", "s1"):
+        cell = nbformat.v4.new_code_cell("show()")
+        view = {"application/vnd.jupyter.widget-view+json": {"model_id": model_id}}
+        cell.outputs = [nbformat.v4.new_output("display_data", data=view)]
+        nb.cells.append(cell)
+    return nb
+
+
+def test_a_progress_bar_stays_a_bar_and_the_explorer_note_is_for_the_explorer_only():
+    page = book_notebook(_widget_notebook(), "00_overview")
+    bar, widget = (c.outputs[0]["data"]["text/html"] for c in page.cells)
+    assert '<progress value="36" max="36">' in bar and "train: 100%" in bar
+    assert widget == WIDGET_NOTE and "widgets" not in page.metadata
+    explorer = book_notebook(_widget_notebook(), explorer_stem())
+    assert explorer.cells[1].outputs[0]["data"]["text/html"] == EXPLORER_NOTE
+
+
+def test_an_exercise_solution_of_prose_and_code_is_one_toggle():
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("**Exercise 1.** Do it."),
+        nbformat.v4.new_markdown_cell("**Solution 1.** Done.", metadata={"tags": ["solution"]}),
+        nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["solution"]}),
+        nbformat.v4.new_markdown_cell("## References"),
+    ]
+    sources = [c.source for c in book_notebook(nb).cells]
+    assert sum(SHOW in text for text in sources) == 1
+    assert sources[1].startswith("<details") and sources[4].startswith("</details>")
+
+
+def test_the_typeset_spec_must_match_the_spec_block():
+    equations = (REPO / "docs" / "book" / "spec-equations.md").read_text()
+    spec = (REPO / "docs" / "drsl-loss-spec.md").read_text()
+    assert "\\ell^*_S(i)" in typeset_spec(spec, equations)
+    changed = spec.replace("rank+(i)     = 1", "rank+(i)     = 2")
+    with pytest.raises(ValueError, match="spec-equations.md"):
+        typeset_spec(changed, equations)
+
+
+def test_the_guide_gives_every_notebook_a_class_time():
+    planned = student_minutes((REPO / "docs" / "instructor.md").read_text())
+    assert set(planned) == set(_course_stems())
+    assert all(10 <= minutes <= 180 for minutes in planned.values())
+
+
 def test_launch_links_follow_the_repository_url():
     alone = launch_header("00_overview", "../x/00_overview.ipynb", None)
     assert "Download this notebook" in alone and "binder" not in alone.lower()
-    links = launch_header("00_overview", "../x/00_overview.ipynb", "https://github.com/o/r")
+    url = "https://github.com/o/r"
+    links = launch_header("00_overview", "../x/00_overview.ipynb", url, colab=True)
     assert "https://mybinder.org/v2/gh/o/r/main?labpath=notebooks/00_overview.ipynb" in links
     colab = "https://colab.research.google.com/github/o/r/blob/main/notebooks/00_overview.ipynb"
     assert colab in links
+    no_install = launch_header("00_overview", "../x/00_overview.ipynb", url, colab=False)
+    assert "mybinder.org" in no_install and "colab" not in no_install.lower()
 
 
 def _internal_links(out: Path, page: Path):

@@ -33,6 +33,7 @@ import nbformat
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from book_pages import (  # noqa: E402
+    COLAB_TAG,
     api_page,
     book_notebook,
     course_map,
@@ -52,6 +53,7 @@ from course import (  # noqa: E402
     fast_mode,
     mathjax_dir,
     read_source,
+    tags,
 )
 
 BOOK_DOCS = ROOT / "docs" / "book"
@@ -114,8 +116,10 @@ def execute_all(
         bar.close(f"{'cached, ' if run.cached else ''}{run.seconds:.1f} s")
         nb = nbformat.read(run.path, as_version=4)
         clean = src / "_downloads_src" / f"{source.stem}.ipynb"
-        nbformat.write(read_source(source), clean)
-        header = launch_header(source.stem, f"../_downloads_src/{clean.name}", url)
+        plain = read_source(source)
+        nbformat.write(plain, clean)
+        colab = any(COLAB_TAG in tags(cell) for cell in plain.cells)
+        header = launch_header(source.stem, f"../_downloads_src/{clean.name}", url, colab=colab)
         nbformat.write(
             book_notebook(nb, source.stem, header), src / "notebooks" / f"{source.stem}.ipynb"
         )

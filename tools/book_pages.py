@@ -211,19 +211,24 @@ def repository_url(pyproject: Path = ROOT / "pyproject.toml") -> str | None:
     return url.rstrip("/").removesuffix(".git") or None
 
 
-def launch_header(stem: str, download: str, url: str | None, branch: str = "main") -> str:
+COLAB_TAG = "colab"  # a notebook's cell that installs drsl on Colab (pip from the repository)
+
+
+def launch_header(
+    stem: str, download: str, url: str | None, *, colab: bool = True, branch: str = "main"
+) -> str:
     """The markdown line under a notebook's title: download the notebook (no outputs) and, when
-    the repository is on GitHub, open it on Binder or Colab."""
+    the repository is on GitHub, open it on Binder (``postBuild`` installs drsl there) or, for a
+    notebook with a Colab install cell (``colab``: a cell tagged ``colab``), on Colab."""
     links = [f"{{download}}`Download this notebook (.ipynb) <{download}>`"]
     github = re.match(r"^https://github\.com/([^/]+/[^/]+)$", url or "")
     if github:
         repo, path = github.group(1), f"notebooks/{stem}.ipynb"
-        links.append(
-            f"[Launch on Binder](https://mybinder.org/v2/gh/{repo}/{branch}?labpath={path})"
-        )
-        links.append(
-            f"[Open in Colab](https://colab.research.google.com/github/{repo}/blob/{branch}/{path})"
-        )
+        binder = f"https://mybinder.org/v2/gh/{repo}/{branch}?labpath={path}"
+        links.append(f"[Launch on Binder]({binder})")
+        if colab:
+            google = f"https://colab.research.google.com/github/{repo}/blob/{branch}/{path}"
+            links.append(f"[Open in Colab]({google})")
     return ":::{container} drsl-launch\n" + " \u00b7 ".join(links) + "\n:::\n"
 
 
