@@ -103,7 +103,7 @@ print({name: round(v, 4) for name, v in b.summary.values.items()})
 #    panel: the solid red line falls towards the left, where `P` is large).
 # 2. **Switch the sort off.** Set `sort_weight = 0`: DRSL is then its ranking term alone, and
 #    the bars show notebook 02's balance property: its identity update moves the positives up
-#    exactly as much as it moves the negatives down, a 50% share whatever `P` and `K`. With
+#    exactly as much as it moves the negatives down, an even share whatever `P` and `K`. With
 #    the sort on, the extra push goes to positives among themselves.
 # 3. **Shrink delta.** With the linear ramp, a (positive, negative) pair stops counting once
 #    the negative is `delta` farther than the positive; a small `delta` leaves only the pairs
@@ -112,10 +112,10 @@ print({name: round(v, 4) for name, v in b.summary.values.items()})
 #    loss rises, and in the toy tab the points have more to sort out.
 
 # %% [markdown]
-# The explorer's 50% is notebook 02's balance property read off the bars (notebook 02 derives
+# The explorer's even split is notebook 02's balance property read off the bars (notebook 02 derives
 # and checks it). It is a property of the update; whether it makes *training* resist
-# imbalance is what notebook 04 measured, and on our data it found no sign that imbalance by
-# itself hurts any loss and no established advantage for DRSL. The next cell reads the share
+# imbalance is what notebook 05 measures, and its verdict is computed there. The next cell
+# reads the share
 # the explorer shows for the current `P` and `K` with the sort off.
 
 # %%
@@ -158,7 +158,7 @@ plt.show()
 # make explore
 # ```
 #
-# then open the address it prints (http://127.0.0.1:8866/?token=...): the app listens on this
+# then open the address it prints (`http://127.0.0.1:8866/?token=...`): the app listens on this
 # machine only and answers only the address with its token, since whoever reaches it drives a
 # Python kernel.
 
@@ -169,15 +169,14 @@ plt.show()
 # - A loss averaged over all pairs (contrastive) spreads its gradient over the pairs, so more
 #   negatives means less pull on each positive; DRSL's ranking term hands the positives exactly
 #   as much total push as the negatives (notebook 02's balance property, visible in the bars).
-#   Notebook 04 found that this does not, on our data, make DRSL train better as batches get
-#   more imbalanced.
+#   Whether it makes training resist imbalance is the question of notebook 05.
 # - The same functions draw the widgets, the static grid and the Voila app.
 #
 # ## Exercises
 # Each exercise has an answer cell (a stub in the student edition) and a check cell that
 # grades it (`make assignments`: nbgrader); the solution's explanation comes first here.
 #
-# **Exercise 1.** In the explorer, at `K = 2`, move `P` from 2 to 16. By what factor does the
+# **Exercise 1.** In the explorer, at `K = 2`, move `P` from `2` to `16`. By what factor does the
 # contrastive loss's mass on positives fall? Predict it from the number of pairs before you
 # look.
 #
@@ -186,8 +185,8 @@ plt.show()
 
 # %% [markdown] tags=["solution"]
 # **Solution 1.** The contrastive loss is a mean over all $B(B-1)$ ordered pairs, of which
-# $PK(K-1)$ are positive. With $K = 2$ the positives' share of the pairs is $1/(2P-1)$: 1/3 at
-# $P = 2$, 1/31 at $P = 16$, so the prediction is a factor $31/3 \approx 10.3$ if each
+# $PK(K-1)$ are positive. With $K = 2$ the positives' share of the pairs is $1/(2P-1)$: $1/3$ at
+# $P = 2$, $1/31$ at $P = 16$, so the prediction is a factor $31/3 \approx 10.3$ if each
 # positive pair kept its own pull. Each pull is proportional to the pair's distance, which
 # varies a little between the two toy batches, so the measured factor is close, not equal.
 
