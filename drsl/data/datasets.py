@@ -7,11 +7,11 @@ distractor images are not identities and are left out of train); query and galle
 dataset's pids, with ``0`` = distractor (kept, a negative for every query) and ``-1`` = junk
 (kept, dropped by the evaluation protocol). Camera ids are 0-based.
 
-Expected layouts (the folder you pass, or a single sub-folder of it such as
-``Market-1501-v15.09.15``)::
-
 Your own images, one folder per identity, are read by :mod:`drsl.data.folders`
 (``<root>/train/<identity>/*.jpg``, ``<root>/test/<identity>/*.jpg``, optional ``query/``).
+
+Expected layouts (the folder you pass, or a single sub-folder of it such as
+``Market-1501-v15.09.15``)::
 
     Market-1501 / DukeMTMC-reID / synthetic     CUHK03-np              MSMT17 (V1 or V2)
     bounding_box_train/0002_c1s1_000451_03.jpg  detected/<Market>      list_train.txt, list_val.txt
