@@ -206,7 +206,7 @@ vs = pd.concat(
 move = cell_effects(final, EXTREME, REFERENCE).assign(
     P=EXTREME[0], K=EXTREME[1], memory_size=EXTREME[2]
 )
-fig, axes = plt.subplots(1, 3, figsize=(13, 6), layout="constrained")
+fig, axes = plt.subplots(1, 3, figsize=(12, 6), layout="constrained")
 for ax, ce in zip(axes[:2], (True, False), strict=True):
     plot_paired_differences(vs[vs.with_ce == ce], ax=ax)
     ax.set_title(("with CE + BNNeck" if ce else "metric loss alone") + f": {LOSS} minus")
@@ -296,7 +296,7 @@ display(
         "at both endpoints, and every loss with and without cross-entropy."
     )
 )
-fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), layout="constrained")
+fig, axes = plt.subplots(1, 3, figsize=(12, 3.8), layout="constrained")
 plot_result_heatmap(sweep, index=("loss",), columns=("P", "K"), ax=axes[0], title="sweep: mAP")
 plot_sweep(sweep, metric="mAP", losses=sorted(set(sweep.loss)), axes=axes[1:])
 plt.show()
