@@ -44,8 +44,8 @@ notebooks: env  ## regenerate the .ipynb files (no outputs) from the jupytext so
 student: env  ## the student edition: build/student/*.ipynb without the solution cells, no outputs
 	@$(PY) tools/student.py --out build/student
 
-book: data  ## the HTML book of the executed course in build/book/ (full mode; DRSL_FAST=1 for a quick build)
-	@$(PY) tools/book.py --out build/book
+book: data  ## the HTML book of the executed course in build/book/ (full mode, one kernel thread, a progress line per notebook; DRSL_FAST=1 for a quick build; BOOK_ARGS=--threads 2)
+	@$(PY) tools/book.py --out build/book $(BOOK_ARGS)
 
 slides: data  ## one reveal.js deck per notebook: build/slides/NN_name.slides.html (offline)
 	@$(PY) tools/slides.py --out build/slides
