@@ -47,8 +47,8 @@ student: env  ## the student edition: build/student/*.ipynb, the nbgrader releas
 assignments: env  ## nbgrader course folder build/assignments/: source/ and release/ per notebook, gradebook, config
 	@$(PY) tools/assignments.py --out build/assignments
 
-book: data  ## the HTML book of the executed course in build/book/ (full mode; DRSL_FAST=1 for a quick build)
-	@$(PY) tools/book.py --out build/book
+book: data  ## the HTML book of the executed course in build/book/ (full mode, one kernel thread, a progress line per notebook; DRSL_FAST=1 for a quick build; BOOK_ARGS=--threads 2)
+	@$(PY) tools/book.py --out build/book $(BOOK_ARGS)
 
 slides: data  ## one reveal.js deck per notebook: build/slides/NN_name.slides.html (offline)
 	@$(PY) tools/slides.py --out build/slides

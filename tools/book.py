@@ -59,9 +59,9 @@ from course import (  # noqa: E402
 BOOK_DOCS = ROOT / "docs" / "book"
 GUIDE = ROOT / "docs" / "instructor.md"
 SPEC_EQUATIONS = "spec-equations.md"  # docs/book/: the spec's formula block, typeset
-# Full mode runs each notebook's kernel on ONE CPU thread: measured on the shared 2-core
-# machine, notebook 04 in full mode took 0.0x as long on 1 thread as on 2
-# (benchmarks/results/book_threads.md); on a busy machine a second thread mostly waits.
+# Full mode runs each notebook's kernel on ONE CPU thread: on the shared 2-core machine the
+# training notebook 04 took 427 s on 1 thread and more than 1,470 s on 2 (once its kernel died),
+# while the light 02 gained about 10 % from a second thread (benchmarks/results/book_threads.md).
 FULL_MODE_THREADS = 1
 HEARTBEAT_S = 10.0
 
