@@ -67,10 +67,15 @@ def display_math_blocks(markdown: str) -> str:
     return "\n".join(out)
 
 
-def explorer_stem(makefile: Path = ROOT / "Makefile") -> str | None:
-    """The notebook that ``make explore`` serves as an app (the explorer), e.g. ``06_explore``."""
-    found = re.search(r"voila\s+notebooks/(\d\d_\w+)\.ipynb", makefile.read_text())
-    return found.group(1) if found else None
+def explorer_stem(root: Path = ROOT) -> str | None:
+    """The notebook that ``make explore`` serves as an app (the explorer), e.g. ``07_explore``:
+    the one ``drsl.widgets.serve`` picks."""
+    from drsl.widgets.serve import explorer_notebook
+
+    try:
+        return explorer_notebook(root).stem
+    except FileNotFoundError:
+        return None
 
 
 def with_solution_toggles(cells: list) -> list:
