@@ -1,13 +1,9 @@
 """Data-parallel training glue: the torchrun context, references gathered with gradient, the loss.
 
-``torchrun --nproc_per_node=W -m drsl train ...`` starts ``W`` processes. Each draws its own PK
-batch of distinct identities, embeds it, and computes the loss with its batch as
-``embeddings`` (the anchors) and the other processes' batches, gathered *with gradient*, as
-``ref_embeddings`` (spec, "Beyond the batch: reference items").
-:class:`torch.nn.parallel.DistributedDataParallel` then averages the parameter gradients;
-:func:`data_parallel_loss` scales the per-process loss so that this average equals the
-one-process gradient of the concatenated batch (derivation: :meth:`GatheredBatch.scale`).
-Without a process group every function here is the one-process identity.
+``torchrun --nproc_per_node=W -m drsl train ...``: each process embeds its own PK batch and
+computes the loss with the other processes' batches, gathered with gradient, as reference
+items; :func:`data_parallel_loss` scales it so that DDP's gradient average equals the
+one-process gradient of the concatenated batch. Without a process group: the identity.
 
 Reference: spec ``docs/drsl-loss-spec.md`` ("Beyond the batch", properties 1 and 2);
 pytorch-metric-learning's ``DistributedLossWrapper`` (the same gather-as-references idea).

@@ -1,10 +1,8 @@
 """The torchrun context of a data-parallel run, its one lifecycle, model wrapping, collectives.
 
-``torchrun`` sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``
-in every process it starts. :meth:`DistributedContext.from_env` reads them (nothing starts);
-``with distributed() as ctx:`` also joins the process group (``gloo`` on the CPU, ``nccl`` on
-CUDA with device ``cuda:LOCAL_RANK``) and leaves it at the end. Without a process group every
-collective here is the one-process identity.
+:meth:`DistributedContext.from_env` reads torchrun's variables; ``with distributed() as ctx:``
+also joins the process group (gloo on the CPU, nccl on ``cuda:LOCAL_RANK``) and leaves it.
+Without a process group every collective here is the one-process identity.
 
 Reference: PyTorch, "Getting Started with Distributed Data Parallel" and ``torchrun`` docs.
 """
@@ -105,20 +103,11 @@ class DistributedContext:
         device: str | torch.device | None = None,
         backend: str | None = None,
     ) -> DistributedContext:
-        """Read the context from torchrun's variables (nothing is started).
+        """Read the context from ``environ`` (default ``os.environ``; nothing is started).
 
-        Args:
-            environ (Mapping, optional): default ``os.environ``.
-            device (str | torch.device, optional): ``None``/``"auto"``: ``cuda:LOCAL_RANK``
-                when CUDA is present, else the CPU; ``"cuda"`` means ``cuda:LOCAL_RANK``.
-            backend (str, optional): default ``nccl`` on CUDA, ``gloo`` on the CPU.
-
-        Returns:
-            DistributedContext: the context.
-
-        Raises:
-            ValueError: a variable is not an integer, ranks are out of range, or
-                ``LOCAL_RANK`` names a GPU that does not exist.
+        ``device`` ``None``/``"auto"``: ``cuda:LOCAL_RANK`` when CUDA is present, else the CPU;
+        ``backend`` default nccl on CUDA, gloo on the CPU. Raises a one-line ValueError for a
+        non-integer variable, ranks out of range or a ``LOCAL_RANK`` without its GPU.
         """
         env = os.environ if environ is None else environ
         world = _env_int(env, "WORLD_SIZE", 1)
@@ -168,16 +157,9 @@ def distributed(
 ) -> Iterator[DistributedContext]:
     """``with distributed() as ctx:`` the one lifecycle: read the context, join, leave.
 
-    In a plain run (``WORLD_SIZE`` unset or 1) it yields the one-process context and starts
-    nothing; inside an existing process group it only reads it (and leaves it to its owner).
-
-    Args:
-        device, backend: see :meth:`DistributedContext.from_env`.
-        environ (Mapping, optional): default ``os.environ``.
-        timeout_s (float): a collective waiting longer raises instead of hanging.
-
-    Yields:
-        DistributedContext: this process's context.
+    In a plain run it yields the one-process context and starts nothing; inside an existing
+    process group it only reads it. ``device``, ``backend``, ``environ``: as in
+    :meth:`DistributedContext.from_env`; a collective waiting over ``timeout_s`` raises.
 
     Example:
         >>> with distributed("cpu", environ={}) as ctx:
@@ -242,16 +224,9 @@ def wrap_model(
 ) -> nn.Module:
     """``DistributedDataParallel(model)`` when ``ctx`` is distributed, else ``model`` itself.
 
-    Args:
-        model (nn.Module): already on ``ctx.device``. ctx (DistributedContext): the run's.
-        find_unused_parameters (bool): set it when some parameters get no gradient in a step
-            (the identity classifier when the loss has no CE term).
-        sync_batchnorm (bool): on CUDA, BatchNorm becomes ``SyncBatchNorm`` (statistics of the
-            concatenated batch). It runs on GPUs only: on the CPU BatchNorm keeps per-process
-            statistics, so a model with BatchNorm is not bit-equal to one process there.
-
-    Returns:
-        nn.Module: the wrapped (or unchanged) model.
+    ``find_unused_parameters``: some parameters get no gradient (the classifier without CE).
+    ``sync_batchnorm``: on CUDA, BatchNorm becomes ``SyncBatchNorm``; on the CPU BatchNorm keeps
+    per-process statistics, so a model with BatchNorm is not bit-equal to one process there.
     """
     if not ctx.is_distributed:
         return model
@@ -279,11 +254,8 @@ def unwrap_model(model: nn.Module) -> nn.Module:
 
 
 def sync_buffers(module: nn.Module, src: int = 0) -> None:
-    """Copy rank ``src``'s buffers (BatchNorm statistics) to every rank (no-op in one process).
-
-    After the last step each rank holds the statistics of its own last batch; this makes every
-    rank's module equal to the one rank 0 saves.
-    """
+    """Copy rank ``src``'s buffers (BatchNorm statistics) to every rank: each holds its own
+    last batch's after the last step; then every rank's module is the one rank 0 saves."""
     if _world()[1] == 1:
         return
     for buf in module.buffers():
@@ -328,15 +300,9 @@ def all_gather_object(obj: Any) -> list[Any]:
 def reduce_means(values: Mapping[str, Tensor | float]) -> dict[str, float]:
     """The means over the ranks of several numbers in one collective (the step's log row).
 
-    Every rank gets the same row, so decisions taken from it (a divergence guard) agree on all
-    ranks. With the scale of ``data_parallel_loss``, the mean of the per-process losses is the
-    one-process loss of the concatenated batch (spec, property 1).
-
-    Args:
-        values (Mapping[str, Tensor | float]): 0-d tensors or numbers, same keys on every rank.
-
-    Returns:
-        dict[str, float]: the same keys, averaged over ranks.
+    Every rank gets the same row, so decisions taken from it (a divergence guard) agree. With
+    ``data_parallel_loss``'s scale the mean of the per-process losses is the one-process loss of
+    the concatenated batch (spec, property 1). ``values``: 0-d tensors or numbers, same keys.
 
     Example:
         >>> reduce_means({"loss": torch.tensor(0.5), "ce": 0.25})

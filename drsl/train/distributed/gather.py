@@ -1,10 +1,5 @@
-"""References gathered with gradient and the data-parallel loss.
-
-Each process passes its own batch as ``embeddings`` (the anchors) and the other processes'
-batches, gathered *with gradient*, as ``ref_embeddings`` (spec, "Beyond the batch: reference
-items"); :func:`data_parallel_loss` scales the per-process loss so that the gradient average
-DistributedDataParallel applies equals the one-process gradient of the concatenated batch (the
-derivation is in :meth:`GatheredBatch.scale`).
+"""References gathered with gradient and the data-parallel loss (derivation of the scale in
+:meth:`GatheredBatch.scale`).
 
 Reference: spec ``docs/drsl-loss-spec.md`` ("Beyond the batch", properties 1 and 2);
 pytorch-metric-learning's ``DistributedLossWrapper`` (the same gather-as-references idea).
@@ -275,11 +270,9 @@ def data_parallel_loss(
 ) -> Tensor:
     """This process's share of the data-parallel loss: references gathered, scaled for DDP.
 
-    Computes ``c_r * loss_fn(embeddings, labels, ref_embeddings=others (+ extra), ...)`` with
-    ``c_r = W n_r / sum_v n_v`` (:meth:`GatheredBatch.scale`): after ``backward()`` and DDP's
-    gradient average, the parameters get the one-process gradient of the concatenated batch
-    (spec, property 2), and the mean over ranks of the returned values is its loss
-    (property 1). In one process it is ``loss_fn(embeddings, labels)`` (plus ``extra``).
+    ``c_r * loss_fn(embeddings, labels, ref_embeddings=others (+ extra), ...)``, ``c_r`` from
+    :meth:`GatheredBatch.scale`: DDP's gradient average is then the one-process gradient of the
+    concatenated batch (spec, property 2). In one process: ``loss_fn`` (plus ``extra``).
 
     Args:
         loss_fn (Callable): a loss of ``drsl.losses`` taking ``ref_embeddings``/``ref_labels``.
