@@ -72,7 +72,7 @@ def test_state_dict_round_trip_is_exact():
     torch.save(mem.state_dict(), buf)
     buf.seek(0)
     again = CrossBatchMemory(10)
-    again.load_state_dict(torch.load(buf))
+    again.load_state_dict(torch.load(buf, weights_only=True))
     for x, y in zip(mem.references(), again.references(), strict=True):
         assert torch.equal(x, y) and x.dtype == y.dtype
     # both continue identically
