@@ -289,6 +289,9 @@ LOSS_LABELS = {
     "smooth_ap": "Smooth-AP",
     "drsl_rank": "DRSL rank only",
     "drsl": "DRSL",
+    "triplet_soft": "soft-margin triplet",
+    "multi_similarity": "multi-similarity",
+    "circle": "circle",
 }
 #: the two regimes of the experiment, by ``with_ce``
 REGIMES = {False: "with the metric loss alone", True: "with cross-entropy and a BNNeck"}

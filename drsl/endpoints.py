@@ -7,6 +7,11 @@ batch order), or a difference of two such differences (does one loss lose less t
 with Holm's step-down procedure, reporting for each an interval at the level Holm's procedure
 tests it at, so that an interval excludes 0 exactly when Holm rejects "no difference".
 
+The reading, as data: :func:`tuned_rates` repeats the runner's learning-rate rule on the tuning
+rows (the grid extended past an edge, ``drsl.analysis.select_lr``); :func:`decisive_verdict`
+counts the final runs against the plan and, only once all are in, turns the endpoint table
+into one line per endpoint and the one headline every mention of the claim quotes.
+
 Reference: Holm, "A Simple Sequentially Rejective Multiple Test Procedure", Scand. J.
 Statistics 6 (1979); the paired Student-t interval (e.g. Wasserman, *All of Statistics*,
 2004, sec. 10.2).
@@ -15,6 +20,7 @@ Statistics 6 (1979); the paired Student-t interval (e.g. Wasserman, *All of Stat
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -25,6 +31,11 @@ __all__ = [
     "endpoint_differences",
     "endpoint_table",
     "endpoint_markdown",
+    "tuned_rates",
+    "planned_final_runs",
+    "final_runs_done",
+    "DecisiveVerdict",
+    "decisive_verdict",
 ]
 
 
@@ -202,3 +213,258 @@ def endpoint_markdown(table: pd.DataFrame) -> str:
             f"[{r.low:.1f}, {r.high:.1f}] | {100 * r.level:.1f} % | {r.p_holm:.2g} | {reading} |"
         )
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------ choices on validation
+def _lr_grid(tune: pd.DataFrame, plan: dict, loss: str, ce: bool) -> tuple[list[float], bool]:
+    """``experiments/decisive.py``'s ``lr_grid`` on a frame: the grid of ``loss`` (extended by
+    ``lr_factor`` past the edge its best rate sits on, at most ``lr_extensions`` times) and
+    whether every tuning run of that grid is in."""
+    from drsl.analysis import select_lr
+
+    base = sorted(float(x) for x in plan["lrs"])
+    extensions = int(plan.get("lr_extensions", 0))
+    mine = tune[(tune["loss"] == loss) & (tune["with_ce"].astype(str) == str(ce))]
+    have = set(zip(mine["cell"], mine["lr"].astype(float), strict=True))
+    lrs = list(base)
+    for _ in range(extensions + 1):
+        if any((cell, lr) not in have for cell in plan["tune_cells"] for lr in lrs):
+            return lrs, False
+        best = float(select_lr(mine[mine["lr"].astype(float).isin(lrs)])["lr"].iloc[0])
+        if best not in (lrs[0], lrs[-1]) or len(lrs) - len(base) >= extensions:
+            return lrs, True
+        factor = float(plan["lr_factor"])
+        lrs = sorted([*lrs, lrs[-1] * factor if best == lrs[-1] else lrs[0] / factor])
+    return lrs, True
+
+
+def tuned_rates(rows: pd.DataFrame, plan: dict) -> pd.DataFrame:
+    """The learning rate of every loss and arm, by the plan's rule, from the tuning rows.
+
+    The same rule as the runner (``experiments/decisive.py``: ``lr_grid`` and ``chosen``):
+    the best mean validation mAP over the tuning cells (:func:`drsl.analysis.select_lr`, a
+    diverged run the worst), on a grid extended past an edge while the best rate sits there.
+
+    Args:
+        rows (pd.DataFrame): the results table (its ``tune`` rows at the plan's tuning seed and
+            budget are read: ``cell, loss, with_ce, lr, split, mAP``).
+        plan (dict): the plan (``losses, with_ce, lrs, lr_factor, lr_extensions, tune_seed,
+            tune_cells, budget``).
+
+    Returns:
+        pd.DataFrame: one row per ``(loss, with_ce)``: ``grid`` (the rates, ascending),
+        ``runs`` and ``planned`` (tuning runs in and due), ``complete``, ``lr`` and ``val_mAP``
+        (NaN until complete), ``on_edge`` (the chosen rate is the lowest or highest tried).
+
+    Example:
+        >>> plan = {"losses": ["x"], "with_ce": [False], "lrs": [0.01, 0.1], "lr_factor": 10.0,
+        ...         "lr_extensions": 1, "tune_seed": 0, "tune_cells": ["c"], "budget": 8}
+        >>> rows = pd.DataFrame({"phase": "tune", "cell": "c", "loss": "x", "with_ce": False,
+        ...     "seed": 0, "images": 8, "split": "val", "lr": [0.01, 0.1], "mAP": [0.2, 0.3]})
+        >>> tuned_rates(rows, plan)[["grid", "complete"]].to_dict("records")
+        [{'grid': (0.01, 0.1, 1.0), 'complete': False}]
+    """
+    from drsl.analysis import select_lr
+
+    tune = rows[(rows["phase"] == "tune") & (rows["seed"].astype(int) == int(plan["tune_seed"]))]
+    tune = tune[tune["images"].astype(int) == int(plan["budget"])]
+    out = []
+    for ce in (bool(x) for x in plan["with_ce"]):
+        for loss in plan["losses"]:
+            lrs, complete = _lr_grid(tune, plan, loss, ce)
+            mine = tune[(tune["loss"] == loss) & (tune["with_ce"].astype(str) == str(ce))]
+            mine = mine[mine["lr"].astype(float).isin(lrs) & mine["cell"].isin(plan["tune_cells"])]
+            lr = score = float("nan")
+            if complete:
+                pick = select_lr(mine).iloc[0]
+                lr, score = float(pick["lr"]), float(pick["val_mAP"])
+            out.append(dict(loss=loss, with_ce=ce, grid=tuple(lrs), runs=len(mine),
+                            planned=len(lrs) * len(plan["tune_cells"]), complete=complete,
+                            lr=lr, val_mAP=score,
+                            on_edge=bool(complete and lr in (lrs[0], lrs[-1]))))  # fmt: skip
+    return pd.DataFrame(out)
+
+
+# ------------------------------------------------------------------------------- the verdict
+def planned_final_runs(plan: dict) -> int:
+    """How many final runs the plan names: cells x losses x seeds x arms.
+
+    Example:
+        >>> planned_final_runs({"cells": {"a": {}, "b": {}}, "losses": ["x", "y", "z"],
+        ...                     "seeds": [1, 2], "with_ce": [False]})
+        12
+    """
+    return len(plan["cells"]) * len(plan["losses"]) * len(plan["seeds"]) * len(plan["with_ce"])
+
+
+def final_runs_done(rows: pd.DataFrame, plan: dict) -> int:
+    """How many of the plan's final runs have their rows in ``rows`` (a diverged run counts:
+    it is done, and drops its seed's pairs)."""
+    r = rows[(rows["phase"] == "final") & rows["cell"].isin(list(plan["cells"]))]
+    r = r[r["loss"].isin(plan["losses"]) & r["seed"].astype(int).isin(plan["seeds"])]
+    r = r[r["with_ce"].astype(str).isin([str(bool(x)) for x in plan["with_ce"]])]
+    return len(r.drop_duplicates(["cell", "loss", "with_ce", "seed"]))
+
+
+def _reading(r) -> str:
+    """One comparison in words: a cost, a gain, or no difference, with its interval."""
+    if r.n < 2:
+        return f"too few pairs (n = {r.n})"
+    interval = f"[{r.low:+.1f}, {r.high:+.1f}]"
+    if not r.rejects:
+        return f"no difference shown {interval}"
+    word = "costs" if r.mean < 0 else "gains"
+    return f"{word} {abs(r.mean):.1f} points {interval}"
+
+
+def _label(loss: str) -> str:
+    from drsl.analysis import LOSS_LABELS
+
+    return LOSS_LABELS.get(loss, loss)
+
+
+def _and(names: Sequence[str]) -> str:
+    names = list(names)
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _cell_line(ep: dict, part: pd.DataFrame) -> str:
+    per = "; ".join(f"{_label(r.loss)}: {_reading(r)}" for r in part.itertuples())
+    return f"{ep['id']} ({ep['plus']} minus {ep['minus']}): {per}."
+
+
+def _e3_line(ep: dict, table: pd.DataFrame, margin: float) -> str:
+    me, parts = _label(ep["loss"]), []
+    for of in ep["of"]:
+        own = table[(table["endpoint"] == of) & (table["loss"] == ep["loss"])]
+        own = own[own["versus"] == ""].iloc[0]
+        within = "within" if own["within_margin"] else "not shown within"
+        vs = []
+        for r in table[(table["endpoint"] == ep["id"]) & (table["of"] == of)].itertuples():
+            interval = f"[{r.low:+.1f}, {r.high:+.1f}]"
+            if not r.rejects:
+                vs.append(f"no difference shown from {_label(r.versus)}'s {interval}")
+            else:
+                word = "smaller" if r.mean > 0 else "larger"
+                vs.append(f"{abs(r.mean):.1f} points {word} than {_label(r.versus)}'s {interval}")
+        parts.append(
+            f"in {of} {me}'s cost is {within} ±{margin:g} points "
+            f"[{own['low']:+.1f}, {own['high']:+.1f}] and " + ", ".join(vs)
+        )
+    return f"{ep['id']}: " + "; ".join(parts) + "."
+
+
+@dataclass(frozen=True)
+class DecisiveVerdict:
+    """The decisive experiment's reading, as data.
+
+    Attributes:
+        done, planned (int): final runs in the results table, and named by the plan.
+        table (pd.DataFrame or None): :func:`endpoint_table` once every final run is in, else
+            None (no endpoint is read from a partial table).
+        lines (dict[str, str]): per endpoint id, its one-line verdict (empty until complete).
+        outlasted, outlasted_by (tuple[str, ...]): the baselines whose cost (E3) is larger than
+            the loss's beyond noise in some endpoint and smaller in none; those whose cost is
+            smaller in some.
+        within (tuple[str, ...]): the endpoints where the loss's cost lies inside the margin.
+        headline (str): the verdict in one sentence; while runs are missing it says so and
+            makes no claim.
+    """
+
+    done: int
+    planned: int
+    table: pd.DataFrame | None
+    lines: dict
+    outlasted: tuple
+    outlasted_by: tuple
+    within: tuple
+    headline: str
+
+    @property
+    def complete(self) -> bool:
+        """Every final run of the plan is in."""
+        return self.done >= self.planned
+
+
+def _headline(me: str, regime: str, e3: dict, baselines, within, outlasted, by) -> str:
+    if len(within) == len(e3["of"]) and set(outlasted) == set(baselines):
+        status = "holds"
+    elif not within and not outlasted:
+        status = "is not shown"
+    else:
+        status = "holds in part"
+    if len(within) == len(e3["of"]):
+        margin = f"within the plan's equivalence margin in {_and(within)}"
+    elif within:
+        margin = f"within the plan's equivalence margin in {_and(within)} only"
+    else:
+        margin = "not shown within the plan's equivalence margin"
+    beaten = _and([_label(b) for b in outlasted]) if outlasted else "no baseline"
+    rest = [_label(b) for b in baselines if b not in outlasted and b not in by]
+    text = (
+        f"On our data the claim {status}: {regime}, {me}'s cost of the extreme ratio is "
+        f"{margin}, and {me} loses less than {beaten} beyond noise"
+    )
+    if rest and outlasted:
+        text += f", but not less than {_and(rest)}"
+    if by:
+        verb = "loses" if len(by) == 1 else "lose"
+        text += f"; {_and([_label(b) for b in by])} {verb} less than {me}"
+    return text + "."
+
+
+def decisive_verdict(rows: pd.DataFrame, plan: dict) -> DecisiveVerdict:
+    """The verdict of the decisive experiment, computed from its results table and plan.
+
+    Until every final run the plan names is in, it reads nothing: the headline says how many
+    are in and makes no claim. Then each endpoint gets one line: per loss what the more
+    imbalanced cell costs (``costs X points [low, high]``, Holm-corrected) or "no difference
+    shown" where the interval holds 0; E3 says whether the loss's cost lies within the plan's
+    equivalence margin and how it compares with each baseline's.
+
+    Args:
+        rows (pd.DataFrame): ``experiments/results/decisive.csv``.
+        plan (dict): ``configs/decisive/plan.toml`` (its E3-style endpoint, ``of``/``versus``,
+            names the loss the claim is about).
+
+    Returns:
+        DecisiveVerdict: counts, the endpoint table, the lines and the headline.
+
+    Example:
+        >>> plan = {"cells": {"a": {}, "b": {}}, "losses": ["drsl"], "seeds": [1, 2],
+        ...         "with_ce": [False], "endpoints": []}
+        >>> rows = pd.DataFrame({"phase": "final", "cell": "a", "loss": "drsl",
+        ...                      "with_ce": False, "seed": [1, 2], "split": "test"})
+        >>> v = decisive_verdict(rows, plan)
+        >>> v.complete, v.headline.split(":")[0]
+        (False, 'The decisive imbalance experiment is in progress (2 of 4 final runs)')
+    """
+    from drsl.analysis import REGIMES
+
+    done, planned = final_runs_done(rows, plan), planned_final_runs(plan)
+    if done < planned:
+        head = (
+            f"The decisive imbalance experiment is in progress ({done} of {planned} final "
+            "runs): it makes no claim yet."
+        )
+        return DecisiveVerdict(done, planned, None, {}, (), (), (), head)
+    arms = [bool(x) for x in plan["with_ce"]]
+    table = endpoint_table(rows, plan, with_ce=arms[0])
+    margin = float(plan.get("analysis", {}).get("equivalence_margin", 3.0))
+    lines = {}
+    for ep in plan["endpoints"]:
+        part = table[table["endpoint"] == ep["id"]]
+        lines[ep["id"]] = (_cell_line(ep, part) if "plus" in ep
+                           else _e3_line(ep, table, margin))  # fmt: skip
+    e3 = next(ep for ep in plan["endpoints"] if "of" in ep)
+    comps = table[table["endpoint"] == e3["id"]]
+    smaller = set(comps[comps["rejects"] & (comps["mean"] > 0)]["versus"])
+    larger = set(comps[comps["rejects"] & (comps["mean"] < 0)]["versus"])
+    outlasted = tuple(b for b in e3["versus"] if b in smaller - larger)
+    by = tuple(b for b in e3["versus"] if b in larger)
+    own = table[(table["loss"] == e3["loss"]) & (table["versus"] == "")]
+    within = tuple(of for of in e3["of"]
+                   if own[own["endpoint"] == of]["within_margin"].all())  # fmt: skip
+    head = _headline(_label(e3["loss"]), REGIMES[arms[0]], e3, e3["versus"], within, outlasted,
+                     by)  # fmt: skip
+    return DecisiveVerdict(done, planned, table, lines, outlasted, by, within, head)

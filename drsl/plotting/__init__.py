@@ -6,7 +6,8 @@ Submodules, one per area: :mod:`.losses` (ranked lists, loss terms, step functio
 :mod:`.data` (identities across cameras, batch ratios), :mod:`.geometry` (t-SNE, distance and
 angle distributions), :mod:`.rank_in_rank` (per-query Spearman views), :mod:`.ranking`
 (ranking grids), :mod:`.explore` (the explorer's static grid), :mod:`.train` (learning
-curves, sweep results, result heatmaps), :mod:`.imbalance` (the imbalance experiment).
+curves, sweep results, result heatmaps), :mod:`.imbalance` (the imbalance experiment),
+:mod:`.endpoints` (a pre-registered experiment's endpoints).
 Colours and the one seaborn theme of the course: :mod:`._style` (every drawing submodule
 applies it on import).
 
@@ -40,6 +41,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "plot_toy_grid",
     ),
     "imbalance": ("plot_imbalance", "plot_val_curves", "plot_paired_differences"),
+    "endpoints": ("plot_endpoints",),
     "train": (
         "plot_learning_curves", "plot_result_heatmap", "plot_sensitivity", "plot_sweep",
         "sweep_table",
