@@ -40,6 +40,7 @@ __all__ = [
     "Verdict",
     "imbalance_verdict",
     "sweep_history",
+    "imbalance_history",
 ]
 
 #: the columns that name a loss variant, and a batch cell
@@ -475,4 +476,43 @@ def sweep_history(sweep: pd.DataFrame, studies: pd.DataFrame) -> dict:
         "triplet_best_lr": best_lr,
         "equal_batch": equal,
         "imbalanced_no_worse": all(hi >= lo for lo, hi in equal.values()),
+    }
+
+
+# ------------------------------------------------------ how we got there: the first experiment
+def imbalance_history(rows: pd.DataFrame, cells: pd.DataFrame, loss: str = "drsl") -> dict:
+    """What the first imbalance experiment showed about its own limits, as data (no prose).
+
+    The decisive experiment (``configs/decisive/plan.toml``) supersedes it; these are the
+    reasons, read from ``experiments/results/imbalance.csv`` and ``imbalance_cells.csv``.
+
+    Args:
+        rows (pd.DataFrame): ``imbalance.csv``. cells (pd.DataFrame): ``imbalance_cells.csv``
+            (``P, K, memory_size, ratio``). loss (str): the loss the claim is about.
+
+    Returns:
+        dict: ``seeds`` (final seeds), ``final`` (final runs), ``reused`` (final runs that are a
+        tuning run: same cell, loss, rate, seed and images), ``triplet_best`` (the best mean
+        test mAP %, over the cells, of batch-hard triplet alone), ``memory`` ({memory size:
+        (measured neg per pos, ``loss``'s test-mAP change in points from the same batches without
+        memory, alone)}), ``most_extreme`` (the largest measured neg per pos).
+    """
+    final = rows[(rows["phase"] == "final") & (rows["split"] == "test")]
+    key = ["P", "K", "memory_size", "loss", "with_ce", "lr", "seed", "images"]
+    tune = rows[rows["phase"] == "tune"][key]
+    alone = final[final["with_ce"].astype(str) == "False"]
+    trip = alone[alone["loss"] == "triplet"].groupby(CELL)["mAP"].mean()
+    memory = {}
+    for c in cells[cells["memory_size"] > 0].itertuples():
+        ref = (int(c.P), int(c.K), 0)
+        cost = cell_effects(alone, (int(c.P), int(c.K), int(c.memory_size)), ref)
+        diff = float(cost[cost["loss"] == loss]["diff"].iloc[0])
+        memory[int(c.memory_size)] = (1 / float(c.ratio), 100 * diff)
+    return {
+        "seeds": sorted(int(s) for s in final["seed"].unique()),
+        "final": len(final),
+        "reused": len(final.merge(tune, on=key)),
+        "triplet_best": 100 * float(trip.max()),
+        "memory": memory,
+        "most_extreme": float((1 / cells["ratio"]).max()),
     }
