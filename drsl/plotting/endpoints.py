@@ -64,7 +64,7 @@ def plot_endpoints(table, *, margin: float = 3.0, ax=None):
     levels = table["level"].to_numpy(dtype=float)
     ax.set(
         xlabel=f"paired difference of test mAP (points); intervals at Holm's level "
-        f"({100 * np.nanmin(levels):.1f}-{100 * np.nanmax(levels):.2f} %)",
+        f"({100 * np.nanmin(levels):.2f}-{100 * np.nanmax(levels):.2f} %)",
         ylim=(-0.8, len(table) - 0.2),
     )
     ax.grid(alpha=0.3, axis="x")
