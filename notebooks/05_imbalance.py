@@ -25,7 +25,7 @@
 # - Choose learning rates on a validation split by a stated rule, and see when a rate sits on
 #   the edge of its grid.
 # - Read paired differences with Holm-corrected intervals; say "no difference shown" where an
-#   interval holds zero, and make no claim while runs are missing.
+#   interval holds zero, and read nothing while runs are missing.
 # - Know why an earlier, weaker experiment could not decide the question.
 
 # %% [markdown]

@@ -1,13 +1,16 @@
-"""The imbalance verdict: computed as data by ``drsl.analysis.imbalance_verdict``, said once.
+"""The imbalance verdict, said once.
 
-Notebook 05 computes it from the committed results with its own endpoints; every other sentence
-in the course and the README that states a verdict on the imbalance claim must quote its
-headline word for word, so no two places can disagree.
+The decisive experiment's verdict is computed as data by ``drsl.endpoints.decisive_verdict``
+from ``experiments/results/decisive.csv`` and ``configs/decisive/plan.toml``; notebook 05
+renders it. Every other sentence in the course and the README that states a verdict on the
+imbalance claim must quote its headline word for word, so no two places can disagree; while
+final runs are missing the headline makes no claim, and neither may any page. The first
+experiment's verdict (``drsl.analysis.imbalance_verdict``) is kept as a function, tested here,
+and quoted nowhere.
 """
 
 from __future__ import annotations
 
-import ast
 import re
 from pathlib import Path
 
@@ -15,12 +18,15 @@ import jupytext
 import numpy as np
 import pandas as pd
 import pytest
+import tomllib
 
 from drsl.analysis import imbalance_verdict, sweep_history
+from drsl.endpoints import decisive_verdict
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "experiments" / "results"
 EXPERIMENT = ROOT / "notebooks" / "05_imbalance.py"
+PLAN = ROOT / "configs" / "decisive" / "plan.toml"
 
 
 def _rows(costs: dict, with_ce: bool = False, seeds: int = 4) -> pd.DataFrame:
@@ -92,26 +98,14 @@ def test_sweep_history_reads_the_steps_and_the_equal_batch_pair():
 
 
 # ------------------------------------------------------------------ one verdict, said once
-def _endpoints() -> dict:
-    """REFERENCE, EXTREME and LOSS as notebook 05's setup cell sets them (the one place)."""
-    tree = ast.parse(jupytext.read(EXPERIMENT).cells[2].source)
-    found = {}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Assign):
-            names = [t.id for t in ast.walk(node.targets[0]) if isinstance(t, ast.Name)]
-            if set(names) & {"REFERENCE", "EXTREME", "LOSS"}:
-                value = ast.literal_eval(node.value)
-                found.update(zip(names, value if len(names) > 1 else [value], strict=True))
-    assert {"REFERENCE", "EXTREME", "LOSS"} <= set(found), found
-    return found
+def _verdict():
+    """The decisive verdict on the committed results, as notebook 05 computes it."""
+    plan = tomllib.loads(PLAN.read_text())
+    return decisive_verdict(pd.read_csv(RESULTS / "decisive.csv"), plan)
 
 
 def _headline() -> str:
-    ends = _endpoints()
-    rows = pd.read_csv(RESULTS / "imbalance.csv")
-    return imbalance_verdict(
-        rows, reference=ends["REFERENCE"], extreme=ends["EXTREME"], loss=ends["LOSS"]
-    ).headline
+    return _verdict().headline
 
 
 def _prose() -> dict[str, str]:
@@ -132,16 +126,18 @@ def _prose() -> dict[str, str]:
 
 VERDICT_WORDS = re.compile(
     r"\b(holds?|established|shown|resists?|alleviates?|advantage|outlasts?|confirm\w*|"
-    r"refute\w*|supports?|keeps? (its|most)|better under|trains? better|hurts?)\b",
+    r"refute\w*|supports?|keeps? (its|most)|better under|trains? better|hurts?|most robust)\b",
     re.I,
 )
 ABOUT_THE_CLAIM = re.compile(
     r"\b(claim|verdict)\b|\bDRSL\b.*\bimbalance|\bimbalance\w*\b.*\bDRSL\b"
 )
 QUESTION = re.compile(r"\b(whether|question|the paper says|asks?|returns)\b", re.I)  # not a verdict
+#: verdicts of the first experiment, and phrasings of it, that no page may keep
 CONTRADICTIONS = re.compile(
     r"no (established )?advantage for DRSL|not established|no sign that (positive/negative )?"
-    r"imbalance|holds in one regime\.",
+    r"imbalance|holds in one regime|outlasts no other loss|most robust of the|"
+    r"keeps its retrieval quality",
     re.I,
 )
 
@@ -160,18 +156,34 @@ def _sentences_about_the_claim(text: str, headline: str) -> list[str]:
 
 def test_every_verdict_on_the_claim_quotes_the_computed_one():
     """A sentence that names the claim (or DRSL and imbalance) and states a verdict holds the
-    computed headline word for word; no page keeps an older, contradicting verdict."""
-    headline = _headline()
+    computed headline word for word; no page keeps the first experiment's verdict. Once every
+    final run is in, the README quotes the headline; until then no page states one."""
+    verdict = _verdict()
     prose = _prose()
     bad = {}
     for name, text in prose.items():
-        own = [s for s in _sentences_about_the_claim(text, headline) if "[the verdict]" not in s]
+        own = [
+            s
+            for s in _sentences_about_the_claim(text, verdict.headline)
+            if "[the verdict]" not in s
+        ]
         old = CONTRADICTIONS.findall(text)
         if own or old:
             bad[name] = own + [str(o) for o in old]
     assert not bad, f"verdicts that do not quote notebook 05's computed headline: {bad}"
-    quoted = [name for name, text in prose.items() if headline in text.replace("\n\n", " ")]
-    assert {"README.md", "05_imbalance.py"} <= set(quoted), quoted
+    quoted = [name for name, text in prose.items() if verdict.headline in text.replace("\n\n", " ")]
+    if verdict.complete:
+        assert "README.md" in quoted, "the README quotes the computed headline"
+    else:
+        assert quoted == [], "no page quotes a headline of runs still in progress"
+
+
+def test_notebook_05_renders_the_decisive_verdict_and_the_readme_points_there():
+    code = "\n".join(c.source for c in jupytext.read(EXPERIMENT).cells if c.cell_type == "code")
+    assert "decisive_verdict(rows, PLAN)" in code and "verdict.headline" in code
+    assert "imbalance_verdict" not in code  # the first experiment's verdict is not the course's
+    readme = (ROOT / "README.md").read_text()
+    assert "notebooks/05_imbalance" in readme and "decisive_verdict" in readme
 
 
 def test_the_check_catches_a_contradicting_sentence():
@@ -180,3 +192,5 @@ def test_the_check_catches_a_contradicting_sentence():
     flagged = _sentences_about_the_claim(" ".join(text.split()), headline)
     assert flagged == ["The claim is not established on our data."]
     assert _sentences_about_the_claim(f"The verdict: {headline}", headline) == []
+    old = "On our data the claim holds in one regime only: DRSL outlasts Smooth-AP."
+    assert _sentences_about_the_claim(old, headline) == [old] and CONTRADICTIONS.search(old)
