@@ -1,15 +1,16 @@
 """Reading an experiment's results table: learning-rate choice, mean +- std, paired differences.
 
-The imbalance experiment (``experiments/imbalance.py``) writes one row per evaluated run and
-split to ``experiments/results/imbalance.csv``; everything its README table, figure and
-notebook 05 say is computed here from that file, so anyone can recompute it.
+The first imbalance experiment (``experiments/imbalance.py``) writes one row per evaluated run
+and split to ``experiments/results/imbalance.csv``; its tables, figures and verdict are computed
+here from that file, so anyone can recompute them (notebook 05 summarises it with
+:func:`imbalance_history`; the decisive experiment's reading is ``drsl.endpoints``).
 
 - :func:`select_lr`: the learning rate of each loss, chosen on the *validation* split only;
 - :func:`mean_std` (any grouping; the sweep's table uses it too) and :func:`summary`: mean,
   std and n per cell and loss;
 - :func:`paired_differences`: loss minus baseline over the same seeds (same batches, same
   initialisation), mean and a 95 % Student-t interval;
-- :func:`markdown_table`: the README's and notebook 05's table of the final runs;
+- :func:`markdown_table`: the table of the final runs (``experiments/imbalance.py table``);
 - :func:`cell_effects`: what moving to a more imbalanced cell does to each loss (the same
   seed in both cells), and how much more it does to a loss than to a baseline.
 

@@ -27,7 +27,8 @@ workers can share the grid and a stopped one is taken over by the next: start on
 
 and run the same command again after an interruption (only the runs in flight are lost).
 ``python experiments/imbalance.py status`` counts what is done, ``plot`` redraws the figures,
-``table`` prints the README's tables.
+``table`` prints its result tables (superseded by ``experiments/decisive.py``: README and
+notebook 05, section 6, say why).
 
 Reference: the paper's imbalance claim (abstract); spec ``drsl-loss.md``, "Why it suits
 imbalance" and "Beyond the batch" (the memory).
@@ -102,7 +103,7 @@ def plot_all() -> int:
 
 
 def tables(metric: str = "mAP", phase: str = "final") -> str:
-    """The Markdown tables of the README and notebook 05: the ``final`` runs with CE, then
+    """The Markdown tables of this experiment: the ``final`` runs with CE, then
     alone; for ``phase="long"``, the runs at a multiple of the budget (alone)."""
     import pandas as pd
 

@@ -194,7 +194,7 @@ plt.show()
 # | 02 | gradients | finite differences, gradcheck, identity update vs smooth gradient |
 # | 03 | data | synthetic identities and cameras, PK batches, the evaluation protocol |
 # | 04 | train | a compact model, training, the shipped checkpoints, resuming a run |
-# | 05 | imbalance | the decisive imbalance experiment: endpoints fixed in a plan, paired intervals, one computed verdict |
+# | 05 | imbalance | the decisive experiment: endpoints planned ahead, one computed verdict |
 # | 06 | geometry | t-SNE, distance and angle distributions, rank-in-rank, ranking plots |
 # | 07 | explore | the positive/negative ratio explorer (widgets) and a static fallback |
 # | 08 | scale | reference items, cross-batch memory, data-parallel training (`torchrun`) |

@@ -1,4 +1,4 @@
-"""Figures of the decisive imbalance experiment (``experiments/imbalance.py``): the test
+"""Figures of the first imbalance experiment (``experiments/imbalance.py``): the test
 metric against the positive/negative ratio each anchor saw, per loss, with and without CE;
 the validation learning curves behind the step budget; the paired differences to a baseline.
 
