@@ -194,3 +194,17 @@ def test_the_check_catches_a_contradicting_sentence():
     assert _sentences_about_the_claim(f"The verdict: {headline}", headline) == []
     old = "On our data the claim holds in one regime only: DRSL outlasts Smooth-AP."
     assert _sentences_about_the_claim(old, headline) == [old] and CONTRADICTIONS.search(old)
+
+
+def test_an_endpoint_table_in_the_readme_is_the_computed_one():
+    """The README may show the decisive endpoint table only as ``endpoint_markdown`` prints it
+    from the committed results, and only once every final run is in."""
+    from drsl.endpoints import endpoint_markdown
+
+    verdict = _verdict()
+    readme = (ROOT / "README.md").read_text()
+    shown = [b for b in readme.split("\n\n") if b.startswith("| endpoint | loss |")]
+    if not verdict.complete:
+        assert shown == [], "an endpoint table before every final run is in"
+    for table in shown:
+        assert table.strip() == endpoint_markdown(verdict.table)
