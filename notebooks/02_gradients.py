@@ -46,6 +46,7 @@ import drsl
 from drsl import gradcheck as G
 from drsl import losses as L
 from drsl.config import data_dir, fast_mode
+from drsl.losses.names import record
 from drsl.plotting import gradients as PG
 
 FAST = fast_mode()
@@ -251,7 +252,7 @@ for P in P_VALUES:
     emb = 0.3 * torch.randn(P * 4, 8, generator=gen)  # distances ~1: every loss is active
     lab = torch.arange(P).repeat_interleave(4)
     for n in names:
-        opts = {"sort_weight": 0.0} if n.startswith("drsl") else {}
+        opts = {"sort_weight": 0.0} if record(n).takes_angle else {}  # DRSL: ranking part
         m = L.gradient_mass(L.get_loss(n, **opts), emb, lab)
         ratio[n].append(m["pos"] / m["neg"])
         per_pair[n].append(m["pos_per_pair"] / m["neg_per_pair"])

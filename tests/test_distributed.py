@@ -17,15 +17,14 @@ from torch import nn
 
 from drsl.explore.parallel import launch, toy_run
 from drsl.losses import cross_entropy_label_smooth, get_loss
+from drsl.losses.names import record
 from drsl.train.distributed import (
-    NORMALISERS,
     DistributedContext,
     GatheredBatch,
     data_parallel_loss,
     distributed,
     gather_batch,
     reduce_means,
-    unwrap_model,
     wrap_model,
 )
 
@@ -80,13 +79,13 @@ def _model() -> _Net:
 def _terms(name, use_ce, f, g, logits, y, gb=None):
     """CE + metric; with ``gb`` (a GatheredBatch) the data-parallel versions."""
     fn = get_loss(name)
-    angle = g if name.startswith("drsl") else None
+    angle = g if record(name).takes_angle else None
     if gb is None:
         metric = fn(f, y, **({"angle_embeddings": angle} if angle is not None else {}))
         ce = cross_entropy_label_smooth(logits, y) if use_ce else 0.0
         return metric + ce
     metric = data_parallel_loss(
-        fn, f, y, angle_embeddings=angle, normaliser=NORMALISERS[name], gathered=gb
+        fn, f, y, angle_embeddings=angle, normaliser=record(name).normaliser, gathered=gb
     )
     ce = cross_entropy_label_smooth(logits, y) * gb.scale("items") if use_ce else 0.0
     return metric + ce
@@ -95,7 +94,7 @@ def _terms(name, use_ce, f, g, logits, y, gb=None):
 def _grads(model: nn.Module) -> dict[str, torch.Tensor]:
     return {
         n: (p.grad.clone() if p.grad is not None else torch.zeros_like(p))
-        for n, p in unwrap_model(model).named_parameters()
+        for n, p in getattr(model, "module", model).named_parameters()
     }
 
 
@@ -111,11 +110,11 @@ def _worker(ctx: DistributedContext) -> dict:
         rows = _shard(ctx, split)
         model = wrap_model(_model(), ctx, find_unused_parameters=not use_ce)
         f, g, logits = model(x[rows])
-        angle = g if name.startswith("drsl") else None
+        angle = g if record(name).takes_angle else None
         gb = gather_batch(f, y[rows], angle)
         loss = _terms(name, use_ce, f, g, logits, y[rows], gb)
         loss.backward()
-        scale = float(gb.scale(NORMALISERS[name]))
+        scale = float(gb.scale(record(name).normaliser))
         out["cases"].append(
             {"loss": reduce_means({"loss": loss})["loss"], "grads": _grads(model), "scale": scale}
         )

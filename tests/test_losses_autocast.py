@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from drsl import losses as L
+from drsl.losses.names import record
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -26,7 +27,7 @@ def _drsl(**kw):
 
 CASES = {
     **{f"drsl_{g}_{s}": _drsl(gradient=g, smoothing=s) for g in L.GRADIENTS for s in L.SMOOTHINGS},
-    **{name: L.get_loss(name) for name in L.LOSSES if not name.startswith("drsl")},
+    **{name: L.get_loss(name) for name in L.LOSSES if not record(name).takes_angle},
     "smooth_ap_t05": L.get_loss("smooth_ap", temperature=0.5),
     "ce": lambda e, y, **r: L.cross_entropy_label_smooth(e, y % 8, **r),
 }

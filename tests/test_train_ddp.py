@@ -29,7 +29,7 @@ from drsl.data.images import make_random_data
 from drsl.explore.parallel import launch
 from drsl.models import ReIDOutput
 from drsl.train import CheckpointError, TrainConfig, build_criterion, train
-from drsl.train.distributed import DistributedContext, unwrap_model, wrap_model
+from drsl.train.distributed import DistributedContext, wrap_model
 from drsl.train.step import train_step
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -95,7 +95,7 @@ def _rows(ctx: DistributedContext | None, split: int) -> slice:
 def _grads(model) -> dict[str, torch.Tensor]:
     return {
         n: (p.grad.clone() if p.grad is not None else torch.zeros_like(p))
-        for n, p in unwrap_model(model).named_parameters()
+        for n, p in getattr(model, "module", model).named_parameters()
     }
 
 
@@ -119,7 +119,9 @@ def _steps(ctx, loss: str, split: int, steps: int = 1, memory_size: int = 0, war
         rows = _rows(ctx, split)
         use = mem if mem is not None and step >= warmup else None
         parts = train_step(model, crit, opt, sched, x[rows], y[rows], memory=use)
-        weights = {n: p.detach().clone() for n, p in unwrap_model(model).named_parameters()}
+        weights = {
+            n: p.detach().clone() for n, p in getattr(model, "module", model).named_parameters()
+        }
         out.append({"parts": parts, "grads": _grads(model), "weights": weights,
                     "memory": len(mem) if mem is not None else 0})  # fmt: skip
     return out

@@ -25,9 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from drsl.train.distributed import (
-    NORMALISERS,
     DistributedContext,
-    current_context,
     data_parallel_loss,
     distributed,
     reduce_means,
@@ -150,7 +148,7 @@ def toy_run(
     losses (to rounding), the check the scale notebook makes.
 
     Args:
-        ctx (DistributedContext, optional): default :func:`current_context`.
+        ctx (DistributedContext, optional): default ``DistributedContext.from_env(device="cpu")``.
         loss (str): a name of ``drsl.losses.LOSSES``. steps (int): SGD steps.
         P (int): identities per process. K (int): instances per identity.
         seed (int): data, model and sampler seed. lr (float): SGD learning rate.
@@ -166,15 +164,16 @@ def toy_run(
     """
     from drsl.data.sampler import PKSampler
     from drsl.losses import get_loss
+    from drsl.losses.names import record
 
-    ctx = current_context("cpu") if ctx is None else ctx
+    ctx = DistributedContext.from_env(device="cpu") if ctx is None else ctx
     x, y = _toy_data(num_ids=4 * P * ctx.world_size, per_id=K + 1, dim=8, seed=seed)
     torch.manual_seed(seed)
     net = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 4)).to(torch.float64)
     model = wrap_model(net, ctx)
     opt = torch.optim.SGD(model.parameters(), lr=lr)
     sampler = PKSampler(y.tolist(), P, K, seed=seed, **ctx.sampler_kwargs())
-    fn, norm = get_loss(loss), NORMALISERS.get(loss, "anchors")
+    fn, norm = get_loss(loss), record(loss).normaliser
     losses = []
     for idx in sampler.batches(0)[:steps]:
         emb = model(x[idx])

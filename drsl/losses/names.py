@@ -3,7 +3,7 @@
 Everything that needs to know the losses reads :data:`RECORDS`: the registry
 (:data:`drsl.losses.LOSSES`, :func:`drsl.losses.gradient_mass`), the run config
 (``drsl.train.config.METRIC_LOSSES`` and ``LOSS_CHOICES``, hence the command line), the
-data-parallel scale (``drsl.train.distributed.NORMALISERS``), the objective (which losses take
+data-parallel scale (``drsl.train.distributed``), the objective (which losses take
 angle embeddings) and the explorer's menu (``drsl.explore.LOSS_NAMES`` and ``LOSS_LABELS``).
 Adding a loss is one :class:`LossRecord` here plus its function and its tests.
 

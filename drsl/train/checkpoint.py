@@ -380,7 +380,7 @@ class State:
 def _rng(parts: Parts) -> Any:
     if not parts.ctx.is_distributed:
         return rng_state()
-    return all_gather_object(rng_state(parts.device))  # per rank, in rank order
+    return all_gather_object(rng_state(parts.ctx.device))  # per rank, in rank order
 
 
 def snapshot(parts: Parts, st: State, batches: list[list[int]] | None) -> dict[str, Any]:
@@ -433,7 +433,7 @@ def resume_parts(parts: Parts, path: Path | None) -> State | None:
         parts.optimizer.load_state_dict(s["optimizer"])
         parts.scheduler.load_state_dict(s["scheduler"])
         rng = s["rng"]
-        set_rng_state(rng[ctx.rank] if isinstance(rng, list) else rng, parts.device)
+        set_rng_state(rng[ctx.rank] if isinstance(rng, list) else rng, ctx.device)
     except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as err:
         line = (str(err).strip().splitlines() or [type(err).__name__])[-1].strip()[:200]
         raise CheckpointError(
@@ -441,7 +441,7 @@ def resume_parts(parts: Parts, path: Path | None) -> State | None:
             "over with --no-resume (resume=False) or delete it"
         ) from None
     if parts.memory is not None and s.get("memory") is not None:
-        parts.memory.load_state_dict({k: _to(v, parts.device) for k, v in s["memory"].items()})
+        parts.memory.load_state_dict({k: _to(v, ctx.device) for k, v in s["memory"].items()})
     if s.get("scaler"):
         parts.scaler.load_state_dict(s["scaler"])
     return State(

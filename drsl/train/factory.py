@@ -126,14 +126,15 @@ class Objective:
         return None
 
     def _metric(self, out, labels, gathered, extra) -> Tensor:
-        from drsl.train.distributed import NORMALISERS, data_parallel_loss
+        from drsl.losses.names import record
+        from drsl.train.distributed import data_parallel_loss
 
         return data_parallel_loss(
             self.metric,
             out.features,
             labels,
             angle_embeddings=self.angle_of(out),
-            normaliser=NORMALISERS[self.metric_name],
+            normaliser=record(self.metric_name).normaliser,
             extra_references=extra,
             gathered=gathered,
             extra_role=self.config.memory_role,

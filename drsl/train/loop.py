@@ -47,13 +47,7 @@ from tqdm.auto import tqdm
 from drsl.data.images import ImageSet, ReIDData
 from drsl.train.checkpoint import State, TrainResult, resume_parts, snapshot
 from drsl.train.config import TrainConfig
-from drsl.train.distributed import (
-    DistributedContext,
-    barrier,
-    current_context,
-    main_first,
-    sync_buffers,
-)
+from drsl.train.distributed import DistributedContext, main_first, sync_buffers
 from drsl.train.evaluation import evaluate
 from drsl.train.factory import select_device
 from drsl.train.parts import Parts, build_parts
@@ -195,11 +189,13 @@ def _save(parts: Parts, st: State, batches, folder: RunFolder) -> None:
 
 def _run_epoch(parts, st, batches, folder, clock, bar, guard, on_step) -> None:
     """The remaining steps of the current epoch (``batches[st.step_in_epoch:]``)."""
-    cfg = parts.config
+    cfg, device = parts.config, parts.ctx.device
     loader = make_loader(parts.data.train, batches[st.step_in_epoch :], parts.transform)
     for x, y in loader:
-        x, y = x.to(device=parts.device, dtype=parts.dtype), y.to(parts.device)
+        x, y = x.to(device=device, dtype=parts.dtype), y.to(device)
         step = st.step + 1
+        # the memory is off (neither read nor filled) for the first memory_warmup steps
+        memory = parts.memory if st.step >= cfg.memory_warmup else None
         parts_ = train_step(
             parts.model,
             parts.criterion,
@@ -210,7 +206,7 @@ def _run_epoch(parts, st, batches, folder, clock, bar, guard, on_step) -> None:
             check=lambda v, s=step: guard.check(s, v),
             precision=parts.precision,
             scaler=parts.scaler,
-            memory=parts.memory_for(st.step),
+            memory=memory,
         )
         st.step, st.step_in_epoch = step, st.step_in_epoch + 1
         lr = parts.optimizer.param_groups[0]["lr"]
@@ -239,6 +235,10 @@ def _extra(parts: Parts, st: State) -> dict[str, Any]:
     }
 
 
+def _can_eval(data: ReIDData) -> bool:
+    return data.query is not None and data.gallery is not None
+
+
 def _evaluate_into(parts: Parts, st: State, bar) -> None:
     """Evaluate once (rank 0, on the network itself, never the DDP wrapper); broadcast."""
 
@@ -258,7 +258,7 @@ def _end_epoch(parts, st, batches, folder, clock, bar) -> None:
     if finished:
         st.epoch, st.step_in_epoch = st.epoch + 1, 0
     periodic = finished and cfg.eval_every and st.epoch % cfg.eval_every == 0
-    if parts.can_eval and (last or periodic):
+    if _can_eval(parts.data) and (last or periodic):
         _evaluate_into(parts, st, bar)
     clock.tick()
     _save(parts, st, None if finished else batches, folder)
@@ -278,7 +278,7 @@ def _loop(parts, st, folder, bar, on_step) -> None:
     # evaluation) has no step left to do: finish that epoch's bookkeeping as the uninterrupted
     # run did, so the final model's metrics are never stale
     evals = st.history["eval"]
-    if parts.can_eval and (not evals or evals[-1]["step"] != st.step):
+    if _can_eval(parts.data) and (not evals or evals[-1]["step"] != st.step):
         if st.pending is None:  # stopped after an epoch-end checkpoint
             _evaluate_into(parts, st, bar)
             clock.tick()
@@ -354,8 +354,8 @@ def train(
         on_step (Callable, optional): called as ``on_step(step, parts)`` after every step
             (``parts``: the loss terms); raising there stops training (tests use it to
             simulate a kill).
-        ctx (DistributedContext, optional): this process in a data-parallel run; default the
-            running process group's (``current_context``), else one process.
+        ctx (DistributedContext, optional): this process in a data-parallel run; default
+            ``DistributedContext.from_env(device=device)`` (the running process group's).
 
     Returns:
         TrainResult: the model (eval mode), history, last metrics and the wall time.
@@ -379,7 +379,7 @@ def train(
     """
     config.validate()
     if ctx is None:  # the one place the device is resolved; the context owns it from here
-        ctx = current_context(select_device(device))  # one-line errors for a bad device
+        ctx = DistributedContext.from_env(device=select_device(device))  # one-line errors
     folder = RunFolder(out_dir, writer=ctx.is_main)
     with _locked(folder, ctx):
         parts = build_parts(config, data, ctx)
@@ -416,6 +416,6 @@ def train(
             data_fingerprint=data.fingerprint,
             world_size=ctx.world_size,
         )
-        folder.save_final(result, data)
-    barrier()  # every rank returns once rank 0 has written model.pt
+        # every rank returns once rank 0 has written model.pt (its failure raised on every rank)
+        main_first(ctx, lambda: folder.save_final(result, data))
     return result

@@ -18,7 +18,7 @@ import torch
 from drsl.data.images import ReIDData
 from drsl.data.transforms import build_transforms
 from drsl.train.config import TrainConfig
-from drsl.train.distributed import DistributedContext, unwrap_model, wrap_model
+from drsl.train.distributed import DistributedContext, wrap_model
 from drsl.train.factory import build_criterion, build_model, seed_everything, torch_dtype
 from drsl.train.precision import Precision, resolve_precision
 
@@ -47,8 +47,9 @@ class Parts:
     """The built pieces of a run (their state is saved by :func:`snapshot`).
 
     ``model`` is what the step calls (the DDP wrapper under torchrun), ``net`` the network
-    inside it (saved, evaluated); ``ctx`` owns the device. ``scaler`` is always a grad scaler
-    (disabled unless float16 on CUDA needs it); ``memory`` is None without ``memory_size``.
+    inside it (saved, evaluated); ``ctx.device`` is where this process trains. ``scaler`` is
+    always a grad scaler (disabled unless float16 on CUDA needs it); ``memory`` is None without
+    ``memory_size``.
     """
 
     config: TrainConfig
@@ -66,21 +67,6 @@ class Parts:
     precision: Precision
     scaler: torch.amp.GradScaler
     memory: Any = None
-
-    @property
-    def device(self) -> torch.device:
-        """Where this process trains (its context's device)."""
-        return self.ctx.device
-
-    @property
-    def can_eval(self) -> bool:
-        return self.data.query is not None and self.data.gallery is not None
-
-    def memory_for(self, step: int) -> Any:
-        """The memory a step with ``step`` steps done uses (None during the warm-up)."""
-        if self.memory is None or step < self.config.memory_warmup:
-            return None
-        return self.memory
 
 
 def build_parts(config: TrainConfig, data: ReIDData, ctx: DistributedContext) -> Parts:
@@ -103,7 +89,7 @@ def build_parts(config: TrainConfig, data: ReIDData, ctx: DistributedContext) ->
     criterion = build_criterion(config)
     # without the CE term the classifier (and BNNeck) get no gradient: DDP must know
     model = wrap_model(net, ctx, find_unused_parameters=not criterion.use_ce)
-    net = unwrap_model(model)  # SyncBatchNorm on CUDA: the converted network
+    net = model.module if ctx.is_distributed else model  # on CUDA: with SyncBatchNorm
     if ctx.rank > 0:
         torch.manual_seed(config.seed + _RANK_SEED_STRIDE * ctx.rank)
     params = [p for p in net.parameters() if p.requires_grad]

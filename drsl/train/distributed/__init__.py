@@ -10,41 +10,25 @@ pytorch-metric-learning's ``DistributedLossWrapper`` (the same gather-as-referen
 """
 
 from drsl.train.distributed.context import (
-    DEFAULT_TIMEOUT_S,
     DistributedContext,
     all_gather_object,
-    barrier,
-    broadcast_object,
-    current_context,
     distributed,
     main_first,
     reduce_means,
     sync_buffers,
-    unwrap_model,
     wrap_model,
 )
-from drsl.train.distributed.gather import (
-    NORMALISERS,
-    GatheredBatch,
-    data_parallel_loss,
-    gather_batch,
-)
+from drsl.train.distributed.gather import GatheredBatch, data_parallel_loss, gather_batch
 
 __all__ = [
-    "DEFAULT_TIMEOUT_S",
-    "NORMALISERS",
     "DistributedContext",
-    "GatheredBatch",
     "distributed",
-    "current_context",
     "main_first",
     "wrap_model",
-    "unwrap_model",
-    "barrier",
-    "broadcast_object",
+    "sync_buffers",
     "all_gather_object",
     "reduce_means",
-    "sync_buffers",
+    "GatheredBatch",
     "gather_batch",
     "data_parallel_loss",
 ]

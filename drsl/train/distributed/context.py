@@ -1,8 +1,6 @@
-"""The torchrun context of a data-parallel run, its one lifecycle, model wrapping, collectives.
-
-:meth:`DistributedContext.from_env` reads torchrun's variables; ``with distributed() as ctx:``
-also joins the process group (gloo on the CPU, nccl on ``cuda:LOCAL_RANK``) and leaves it.
-Without a process group every collective here is the one-process identity.
+"""Who this process is (:meth:`DistributedContext.from_env`), the one lifecycle (``with
+distributed() as ctx:`` joins the process group, gloo on the CPU, nccl on ``cuda:LOCAL_RANK``,
+and leaves it), model wrapping and collectives (the identity without a process group).
 
 Reference: PyTorch, "Getting Started with Distributed Data Parallel" and ``torchrun`` docs.
 """
@@ -20,17 +18,14 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-# a collective that waits longer fails instead of hanging; long enough for rank 0 to evaluate
-# while the others wait at the next collective (torch's own default for gloo is 30 min too)
-DEFAULT_TIMEOUT_S = 1800.0
+# a collective waiting longer fails instead of hanging; rank 0 may evaluate meanwhile
+_TIMEOUT_S = 1800.0
 
 
 def _env_int(environ: Mapping[str, str], name: str, default: int) -> int:
-    raw = environ.get(name)
-    if raw is None or raw == "":
-        return default
+    raw = environ.get(name) or ""
     try:
-        return int(raw)
+        return int(raw) if raw else default
     except ValueError:
         raise ValueError(f"environment variable {name}={raw!r} is not an integer") from None
 
@@ -103,15 +98,18 @@ class DistributedContext:
         device: str | torch.device | None = None,
         backend: str | None = None,
     ) -> DistributedContext:
-        """Read the context from ``environ`` (default ``os.environ``; nothing is started).
+        """This process's context: the running process group's, else torchrun's ``RANK``,
+        ``WORLD_SIZE``, ``LOCAL_RANK`` in ``environ`` (default ``os.environ``); starts nothing.
 
-        ``device`` ``None``/``"auto"``: ``cuda:LOCAL_RANK`` when CUDA is present, else the CPU;
-        ``backend`` default nccl on CUDA, gloo on the CPU. Raises a one-line ValueError for a
-        non-integer variable, ranks out of range or a ``LOCAL_RANK`` without its GPU.
+        ``device`` ``None``/``"auto"``: ``cuda:LOCAL_RANK`` with CUDA, else the CPU; ``backend``
+        default nccl on CUDA, gloo on the CPU. A non-integer variable, ranks out of range or a
+        ``LOCAL_RANK`` without its GPU raise a one-line ValueError.
         """
         env = os.environ if environ is None else environ
-        world = _env_int(env, "WORLD_SIZE", 1)
-        rank = _env_int(env, "RANK", 0)
+        if dist.is_available() and dist.is_initialized():
+            rank, world, backend = dist.get_rank(), dist.get_world_size(), dist.get_backend()
+        else:
+            rank, world = _env_int(env, "RANK", 0), _env_int(env, "WORLD_SIZE", 1)
         local = _env_int(env, "LOCAL_RANK", rank)
         if world < 1 or not 0 <= rank < world or local < 0:
             raise ValueError(
@@ -153,7 +151,7 @@ def distributed(
     *,
     backend: str | None = None,
     environ: Mapping[str, str] | None = None,
-    timeout_s: float = DEFAULT_TIMEOUT_S,
+    timeout_s: float = _TIMEOUT_S,
 ) -> Iterator[DistributedContext]:
     """``with distributed() as ctx:`` the one lifecycle: read the context, join, leave.
 
@@ -177,25 +175,11 @@ def distributed(
             dist.destroy_process_group()
 
 
-def current_context(device: str | torch.device | None = None) -> DistributedContext:
-    """The context of the running process group (the one-process context without one).
-
-    Example:
-        >>> current_context("cpu").world_size
-        1
-    """
-    rank, world = _world()
-    if world == 1:
-        return DistributedContext(device=_pick_device(device, 0))
-    local = _env_int(os.environ, "LOCAL_RANK", rank)
-    return DistributedContext(rank, world, local, _pick_device(device, local), dist.get_backend())
-
-
 def main_first(ctx: DistributedContext, fn: Callable[[], Any]) -> Any:
     """``fn()`` on rank 0, its result (or its exception) broadcast to every rank.
 
-    An error on rank 0 (a damaged checkpoint, a locked folder) is raised on every rank instead
-    of leaving the others waiting at the next collective. In one process: ``fn()``.
+    The other ranks wait for rank 0; an error there (a damaged checkpoint, a locked folder) is
+    raised on every rank instead of leaving them waiting at the next collective.
 
     Example:
         >>> main_first(DistributedContext(), lambda: 7)
@@ -203,13 +187,14 @@ def main_first(ctx: DistributedContext, fn: Callable[[], Any]) -> Any:
     """
     if not ctx.is_distributed:
         return fn()
-    outcome: tuple[bool, Any] = (True, None)
+    outcome: list[Any] = [True, None]
     if ctx.is_main:
         try:
-            outcome = (True, fn())
+            outcome = [True, fn()]
         except Exception as err:  # noqa: BLE001 - re-raised on every rank below
-            outcome = (False, err)
-    ok, value = broadcast_object(outcome)
+            outcome = [False, err]
+    dist.broadcast_object_list(outcome, src=0)
+    ok, value = outcome
     if not ok:
         raise value
     return value
@@ -240,46 +225,12 @@ def wrap_model(
     )
 
 
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The module inside a DDP wrapper (``model`` itself otherwise).
-
-    Example:
-        >>> lin = nn.Linear(2, 2)
-        >>> unwrap_model(lin) is lin
-        True
-    """
-    from torch.nn.parallel import DistributedDataParallel
-
-    return model.module if isinstance(model, DistributedDataParallel) else model
-
-
-def sync_buffers(module: nn.Module, src: int = 0) -> None:
-    """Copy rank ``src``'s buffers (BatchNorm statistics) to every rank: each holds its own
-    last batch's after the last step; then every rank's module is the one rank 0 saves."""
-    if _world()[1] == 1:
-        return
-    for buf in module.buffers():
-        dist.broadcast(buf.data, src=src)
-
-
-def barrier() -> None:
-    """Wait for every rank (no-op without a process group)."""
+def sync_buffers(module: nn.Module) -> None:
+    """Copy rank 0's buffers (BatchNorm statistics) to every rank: each holds its own last
+    batch's after the last step; then every rank's module is the one rank 0 saves."""
     if _world()[1] > 1:
-        dist.barrier()
-
-
-def broadcast_object(obj: Any, src: int = 0) -> Any:
-    """Rank ``src``'s picklable ``obj`` on every rank (``obj`` itself in one process).
-
-    Example:
-        >>> broadcast_object({"a": 1})
-        {'a': 1}
-    """
-    if _world()[1] == 1:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=src)
-    return box[0]
+        for buf in module.buffers():
+            dist.broadcast(buf.data, src=0)
 
 
 def all_gather_object(obj: Any) -> list[Any]:
@@ -314,9 +265,7 @@ def reduce_means(values: Mapping[str, Tensor | float]) -> dict[str, float]:
     if world == 1:
         return dict(zip(keys, flat, strict=True))
     # nccl reduces CUDA tensors only (the current device, set when joining); gloo CPU ones
-    dev = (
-        torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
-    )
+    dev = torch.cuda.current_device() if dist.get_backend() == "nccl" else None
     t = torch.tensor(flat, dtype=torch.float64, device=dev)
     dist.all_reduce(t)
     return dict(zip(keys, (t / world).tolist(), strict=True))

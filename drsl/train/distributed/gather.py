@@ -1,37 +1,21 @@
-"""References gathered with gradient and the data-parallel loss (derivation of the scale in
-:meth:`GatheredBatch.scale`).
+"""References gathered with gradient, their per-process scale, and the data-parallel loss.
 
-Reference: spec ``docs/drsl-loss-spec.md`` ("Beyond the batch", properties 1 and 2);
-pytorch-metric-learning's ``DistributedLossWrapper`` (the same gather-as-references idea).
+Reference: spec ``docs/drsl-loss-spec.md`` ("Beyond the batch"); the scale's derivation is in
+:meth:`GatheredBatch.scale`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from drsl.losses.names import NORMALISER_KINDS, RECORDS
+from drsl.losses.names import NORMALISER_KINDS
 from drsl.train.distributed.context import _world
-
-__all__ = [
-    "NORMALISERS",
-    "GatheredBatch",
-    "gather_batch",
-    "data_parallel_loss",
-]
-
-#: How each loss (and the CE term, ``"ce"``) normalises its sum: the per-process count ``n_r``
-#: that :meth:`GatheredBatch.scale` weighs by (``drsl.losses.names``, ``NORMALISER_KINDS``).
-NORMALISERS: Mapping[str, str] = MappingProxyType(
-    {**{r.name: r.normaliser for r in RECORDS}, "ce": "items"}
-)
-_KINDS = NORMALISER_KINDS
 
 
 class _AllGatherWithGrad(torch.autograd.Function):
@@ -39,9 +23,8 @@ class _AllGatherWithGrad(torch.autograd.Function):
 
     Process ``v`` computes ``dL_v / dx_r`` for every gathered copy ``x_r``; the gradient of
     ``sum_v L_v`` w.r.t. ``x_r`` is their sum over ``v``: an ``all_reduce(SUM)`` of the stacked
-    copies' gradients, of which rank ``r`` keeps its slot. (``torch.distributed.nn``'s
-    ``all_gather`` does the same but is deprecated in torch 2.14; this runs alike on gloo and
-    nccl, moving ``W x B x D`` floats per step.)
+    copies' gradients, of which rank ``r`` keeps its slot (``torch.distributed.nn.all_gather``
+    does the same, but is deprecated).
     """
 
     @staticmethod
@@ -66,15 +49,10 @@ def _gather_sizes(n: int, device: torch.device) -> list[int]:
     return [int(s) for s in out]
 
 
-def _pad_rows(x: Tensor, rows: int) -> Tensor:
-    if x.shape[0] == rows:
-        return x
-    return torch.cat([x, x.new_zeros((rows - x.shape[0], *x.shape[1:]))])
-
-
 def _gather_rows(x: Tensor, sizes: list[int], *, grad: bool) -> list[Tensor]:
     """Every rank's ``x`` (``sizes[r]`` rows each), padded for the collective and cut back."""
-    padded = _pad_rows(x, max(sizes))
+    pad = max(sizes) - x.shape[0]
+    padded = torch.cat([x, x.new_zeros((pad, *x.shape[1:]))]) if pad else x
     if grad:
         parts = _AllGatherWithGrad.apply(padded)
     else:
@@ -134,7 +112,7 @@ class GatheredBatch:
     def counts(
         self, normaliser: str, extra_labels: Tensor | None = None, extra_role: str = "all"
     ) -> Tensor:
-        """Per rank, the count ``n_r`` its loss divides by (see :data:`NORMALISERS`).
+        """Per rank, the count ``n_r`` its loss divides by (its record's ``normaliser``).
 
         Every rank's retrieval set is its own batch, the others' batches and ``extra_labels``
         (the same memory on every rank), so each rank counts for all without a collective.
@@ -147,20 +125,20 @@ class GatheredBatch:
         Returns:
             Tensor: ``world_size`` float64 counts, on the labels' device.
         """
-        if normaliser not in _KINDS:
-            raise ValueError(f"unknown normaliser {normaliser!r}; valid: {', '.join(_KINDS)}")
+        if normaliser not in NORMALISER_KINDS:
+            valid = ", ".join(NORMALISER_KINDS)
+            raise ValueError(f"unknown normaliser {normaliser!r}; valid: {valid}")
         device = self.labels[0].device
         batches = torch.cat(self.labels)
         extra = extra_labels.to(device) if extra_labels is not None else batches[:0]
         out = []
         for lab in self.labels:
-            b = lab.shape[0]
             same_batch = (lab[:, None] == batches[None, :]).sum(dim=1) - 1  # minus the anchor
             same_extra = (lab[:, None] == extra[None, :]).sum(dim=1)
             pos = same_batch + (0 if extra_role == "negatives" else same_extra)
             neg = (batches.shape[0] - 1 - same_batch) + (extra.shape[0] - same_extra)
             if normaliser == "items":
-                n = lab.new_tensor(b, dtype=torch.float64)
+                n = lab.new_tensor(lab.shape[0], dtype=torch.float64)
             elif normaliser == "pairs":  # every item of every anchor's retrieval set
                 n = (pos + neg).sum().to(torch.float64)
             else:
@@ -193,10 +171,9 @@ class GatheredBatch:
                   = (1 / W) sum_v c_v dL_v/dtheta.                              (ii)
 
         Equating (ii) with the gradient of (i), ``sum_v (n_v / N) dL_v/dtheta``, gives
-        ``c_v = W n_v / N``. With equal counts (a sharded PK batch: every rank holds P x K
-        items, every anchor has its K - 1 positives) ``c_v = 1``: the plain per-process loss.
-        The spec's property 1 is (i) (``mean_v L_v = L`` for equal counts) and property 2 is
-        (ii) = ``dL/dtheta``. For logs, ``mean_v c_v L_v = L`` (``reduce_means``).
+        ``c_v = W n_v / N``; with equal counts (a sharded PK batch) ``c_v = 1``. The spec's
+        property 1 is (i) and property 2 is (ii) = ``dL/dtheta``; for logs, ``mean_v c_v L_v =
+        L`` (``reduce_means``).
 
         Args:
             normaliser (str): see :meth:`counts`. extra_labels (Tensor, optional): memory labels.
@@ -247,12 +224,10 @@ def gather_batch(
         return GatheredBatch(0, [embeddings], [labels], None if ang is None else [ang])
     sizes = _gather_sizes(embeddings.shape[0], embeddings.device)
     emb = _gather_rows(embeddings, sizes, grad=True)
-    emb[rank] = embeddings  # own rows: the direct path (its gathered copy stays unused)
     lab = _gather_rows(labels, sizes, grad=False)
-    lab[rank] = labels
-    angs = None
-    if ang is not None:
-        angs = _gather_rows(ang, sizes, grad=False)
+    angs = _gather_rows(ang, sizes, grad=False) if ang is not None else None
+    emb[rank], lab[rank] = embeddings, labels  # own rows: the direct path (copies stay unused)
+    if angs is not None:
         angs[rank] = ang
     return GatheredBatch(rank, emb, lab, angs)
 
@@ -278,7 +253,8 @@ def data_parallel_loss(
         loss_fn (Callable): a loss of ``drsl.losses`` taking ``ref_embeddings``/``ref_labels``.
         embeddings (Tensor): ``B x D``, the anchors. labels (Tensor): ``B``.
         angle_embeddings (Tensor, optional): ``B x D'`` for DRSL's angle targets.
-        normaliser (str): how ``loss_fn`` averages (:data:`NORMALISERS`); default ``"anchors"``.
+        normaliser (str): how ``loss_fn`` averages: ``record(name).normaliser`` of
+            ``drsl.losses.names``; default ``"anchors"``.
         extra_references (tuple, optional): ``(emb, labels, angle)`` appended on every rank,
             e.g. a cross-batch memory's ``references()``.
         gathered (GatheredBatch, optional): reuse one gather for several loss terms.
@@ -313,8 +289,7 @@ def data_parallel_loss(
     if gb.world_size == 1:
         return loss
     extra_labels = extra_references[1] if extra_references is not None else None
-    scale = gb.scale(normaliser, extra_labels, extra_role)
-    scale = scale.to(device=loss.device, dtype=loss.dtype)
+    scale = gb.scale(normaliser, extra_labels, extra_role).to(loss)  # its device and dtype
     # + 0 * sum(references): every rank's graph reaches the gather, so every rank joins its
     # collective in backward() even when the loss ignores the references (no positive at all)
     return loss * scale + 0.0 * ref.sum()
