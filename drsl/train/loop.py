@@ -150,10 +150,7 @@ def make_loader(
     (``num_workers=0``): the per-image augmentations then draw from the global torch RNG in
     the same order as a plain loop, which keeps resume exact and the shipped checkpoints
     reproducible; the loader's own seed draw uses a private generator for the same reason.
-    Measured on the fast set, one thread, same process, 4 alternating rounds of an epoch (17
-    steps) each on a shared machine: 9.6 steps/s (median) through this loader against 9.4
-    with the former hand-written loop, and 59 against 64 batches/s for the feed alone (no
-    step): equal within the noise, and the batches are bit-identical.
+    (Its speed against the former hand-written loop: ``benchmarks/results/loader.md``.)
 
     Args:
         images (ImageSet): the training images. batches: lists of indices into it.
