@@ -46,8 +46,6 @@
 # the figures below holds only for the shipped checkpoints.
 
 # %%
-import re
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -61,7 +59,7 @@ from drsl.config import data_dir, fast_mode
 from drsl.data.datasets import load_dataset
 from drsl.data.images import preload
 from drsl.data.synth import ensure_dataset
-from drsl.distances import pairwise_angle, pairwise_euclidean
+from drsl.geometry_reading import geometry_reading
 from drsl.metrics import evaluate_rank, rerank_distances
 from drsl.plotting import (
     plot_pair_ecdf,
@@ -102,25 +100,18 @@ for name, loss in MODELS.items():
     ckpt = SHIPPED[name]
     if not ckpt.is_file():
         ckpt = data_dir() / "cache" / "geometry" / f"{loss}{'-fast' if FAST else ''}.pt"
-    runs[name] = load_or_train(TrainConfig(loss=loss, **STAND_IN), ckpt, progress=False)
-    run = runs[name]
-    how = (
-        "shipped"
-        if ckpt == SHIPPED[name]
-        else "stand-in, " + ("loaded" if run.loaded else "trained")
-    )
-    print(
-        f"{name:>10}: {ckpt.relative_to(data_dir())} ({how}); trained with {run.config.loss}, "
-        f"{run.config.height}x{run.config.width} images"
-    )
+    run = runs[name] = load_or_train(TrainConfig(loss=loss, **STAND_IN), ckpt, progress=False)
+    how = "shipped" if ckpt == SHIPPED[name] else "stand-in"
+    how += ", loaded" if run.loaded else ", trained"
+    c = run.config
+    print(f"{name:>10}: {ckpt.relative_to(data_dir())} ({how}); {c.loss}, {c.height}x{c.width}")
 
 cfg = runs["DRSL"].config
 splits = load_dataset(ensure_dataset())  # (path, pid, camid) items of every split
 query, gallery = (preload(items, cfg.height, cfg.width) for items in (splits.query, splits.gallery))
 q_pids, g_pids = query.pids.numpy(), gallery.pids.numpy()
 q_camids, g_camids = query.camids.numpy(), gallery.camids.numpy()
-q_images = [path for path, _, _ in splits.query]
-g_images = [path for path, _, _ in splits.gallery]
+q_images, g_images = ([path for path, _, _ in items] for items in (splits.query, splits.gallery))
 
 for name, run in runs.items():
     assert (run.config.height, run.config.width) == (cfg.height, cfg.width)
@@ -150,19 +141,12 @@ both = {n: np.concatenate([q.numpy(), g.numpy()]) for n, (q, g) in feats.items()
 all_pids = np.concatenate([q_pids, g_pids])
 all_cams = np.concatenate([q_camids, g_camids])
 is_query = np.arange(all_pids.size) < q_pids.size
+who = {"pids": all_pids, "camids": all_cams, "is_query": is_query}  # for every t-SNE map
 ids = geometry.select_identities(all_pids, num_ids=NUM_IDS, seed=SEED)
 fig, axes = plt.subplots(1, 2, figsize=(13, 5.5), layout="constrained")
 for ax, name in zip(axes, MODELS, strict=True):
-    plot_tsne(
-        both[name],
-        all_pids,
-        all_cams,
-        is_query=is_query,
-        ids=ids,
-        seed=SEED,
-        ax=ax,
-        title=f"{name}: t-SNE of {NUM_IDS} identities (mAP {res[name].mAP:.3f})",
-    )
+    title = f"{name}: t-SNE of {NUM_IDS} identities (mAP {res[name].mAP:.3f})"
+    plot_tsne(both[name], **who, ids=ids, seed=SEED, ax=ax, title=title)
 
 # %% [markdown]
 # ## 3. Distances: positives against negatives
@@ -224,17 +208,8 @@ fig = plot_pair_ecdf(geo, kind="angle", title="Angles of positive and negative p
 
 # %%
 stats = pd.DataFrame({name: g.stats() for name, g in geo.items()})
-rows = [
-    "auc_distance",
-    "overlap_distance",
-    "auc_angle",
-    "overlap_angle",
-    "pos_angle_mean",
-    "neg_angle_mean",
-    "spearman_median",
-    "spearman_queries",
-]
-stats.loc[rows].round(3)
+rows = "auc_distance overlap_distance auc_angle overlap_angle pos_angle_mean neg_angle_mean"
+stats.loc[rows.split() + ["spearman_median", "spearman_queries"]].round(3)
 
 # %% [markdown]
 # ## 5. Rank in rank: do the positives sit in the order of their angles?
@@ -251,35 +226,25 @@ i = int(rho_q[0])
 mask = geo["DRSL"].pos_mask[i]
 by_hand = spearmanr(geo["DRSL"].dist[i, mask], geo["DRSL"].angle[i, mask]).statistic
 assert np.isclose(by_hand, rho[0])
-print(
-    f"query {i}: {mask.sum()} positives, Spearman rho by hand {by_hand:.3f}, package {rho[0]:.3f}"
-)
+print(f"query {i}: {mask.sum()} positives, rho by hand {by_hand:.3f}, package {rho[0]:.3f}")
 
 # %% [markdown]
 # A reference point: on L2-normalised embeddings distance is $\sqrt{2 - 2\cos}$, a monotone
-# function of the angle, so $\rho = 1$ for every query whatever the model (the spec notes that
-# the sorting term then has nothing to do). Our features are not normalised, so how far $\rho$
-# is from 1 measures how much the feature norms reorder the positives; the cell also prints
-# how much the norms vary.
+# function of the angle (notebook 01, section 8), so $\rho = 1$ for every query whatever the
+# model (the spec notes that the sorting term then has nothing to do). Our features are not
+# normalised, so how far $\rho$ is from 1 measures how much the feature norms reorder the
+# positives; the cell also prints how much the norms vary.
 
 # %%
-q, g = feats["CE+triplet"]
 # in float64: with float32 norms a hair off 1, near-tied positives can swap order
-qn = torch.nn.functional.normalize(q.double(), dim=1)
-gn = torch.nn.functional.normalize(g.double(), dim=1)
+qn, gn = (torch.nn.functional.normalize(x.double(), dim=1) for x in feats["CE+triplet"])
 unit = geometry.pair_geometry(qn, gn, q_pids, g_pids, q_camids, g_camids)
 rho_unit, _ = geometry.spearman_per_query(unit.dist, unit.angle, unit.pos_mask)
-torch.testing.assert_close(
-    pairwise_euclidean(qn, gn) ** 2,
-    2 - 2 * torch.cos(torch.deg2rad(pairwise_angle(qn, gn))),
-    atol=1e-9,
-    rtol=0,
-)
 assert np.allclose(rho_unit, 1.0)
 print(f"normalised CE+triplet features: rho = 1 for all {rho_unit.size} queries")
-for name, (q, g) in feats.items():
-    norms = torch.cat([q, g]).norm(dim=1)
-    print(f"{name}: feature norms {norms.mean():.1f} +- {norms.std():.1f} (mean +- std)")
+norms = {name: torch.cat(feats[name]).norm(dim=1) for name in MODELS}
+for name, v in norms.items():
+    print(f"{name}: feature norms {v.mean():.1f} +- {v.std():.1f} (mean +- std)")
 
 # %% [markdown]
 # Which distance? Retrieval ranks by the post-BNNeck features, the ones used so far. DRSL's
@@ -288,29 +253,26 @@ for name, (q, g) in feats.items():
 # So the order its sorting term asked for is "pre-BN distance order = post-BN angle order".
 # At test time the BNNeck is a fixed affine map per coordinate,
 # $g = w \odot (f - \mu) / \sqrt{\sigma^2 + \epsilon} + b$ with its running statistics (notebook 04
-# checked it), so the pre-BN features are the post-BN ones mapped back, with no second pass
-# over the images; the cell checks that the BNNeck takes them to the post-BN features again.
+# checked it), so the pre-BN features are the post-BN ones mapped back
+# (`ReIDNet.pre_bn_features`), with no second pass over the images; the cell checks that the
+# BNNeck takes them to the post-BN features again.
 # We measure both versions for both models (for CE+triplet, whose triplet term also used the
 # pre-BN features, it is the same question asked of a model that was never told about angles).
 
 # %%
 rho_table = {}
 for name, run in runs.items():
-    bn, (q, g) = run.model.eval().bnneck, feats[name]
-    assert (bn.weight.abs() > 0).all()  # an invertible map
-    with torch.no_grad():  # f = (g - b) / w * sqrt(var + eps) + mu: the BNNeck undone
-        scale = torch.sqrt(bn.running_var + bn.eps) / bn.weight
-        pre_q, pre_g = ((x - bn.bias) * scale + bn.running_mean for x in (q, g))
-        torch.testing.assert_close(bn(pre_q), q)
-        torch.testing.assert_close(bn(pre_g), g)
+    q, g = feats[name]
+    pre_q, pre_g = (run.model.pre_bn_features(x) for x in (q, g))  # the BNNeck undone
+    for pre, post in ((pre_q, q), (pre_g, g)):
+        torch.testing.assert_close(run.model.eval().bnneck(pre).detach(), post)
     mixed = geometry.pair_geometry(
         pre_q, pre_g, q_pids, g_pids, q_camids, g_camids, q_angle_feats=q, g_angle_feats=g
-    )
-    mixed_stats = mixed.stats()
+    ).stats()
     rho_table[name] = {
         "median rho, post-BN distance vs post-BN angle": stats.loc["spearman_median", name],
-        "median rho, pre-BN distance vs post-BN angle": mixed_stats["spearman_median"],
-        "AUC of pre-BN distances": mixed_stats["auc_distance"],
+        "median rho, pre-BN distance vs post-BN angle": mixed["spearman_median"],
+        "AUC of pre-BN distances": mixed["auc_distance"],
     }
 pd.DataFrame(rho_table).round(3)
 
@@ -334,23 +296,11 @@ for row, name in zip(axes, MODELS, strict=True):
 # on identities and cameras, so one seed draws the same ones); a random draw is the fair view.
 
 # %%
+shown = (q_pids, g_pids, q_camids, g_camids, q_images, g_images)  # the protocol, the pictures
+grid = {"num_queries": NUM_QUERIES, "seed": SEED, "topk": TOPK}
 fig, axes = plt.subplots(2, 1, figsize=(10, 5.6 * NUM_QUERIES))
 for ax, name in zip(axes, MODELS, strict=True):
-    plot_ranking(
-        geo[name].dist,
-        q_pids,
-        g_pids,
-        q_camids,
-        g_camids,
-        q_images,
-        g_images,
-        order="random",
-        num_queries=NUM_QUERIES,
-        seed=SEED,
-        topk=TOPK,
-        ax=ax,
-        title=name,
-    )
+    plot_ranking(geo[name].dist, *shown, order="random", ax=ax, title=name, **grid)
 
 # %% [markdown]
 # Then each model's **worst** queries by AP, and its **best**. The title says which: the worst
@@ -361,20 +311,8 @@ for ax, name in zip(axes, MODELS, strict=True):
 fig, axes = plt.subplots(2, 2, figsize=(16, 5.6 * NUM_EXTREME))
 for col, name in enumerate(MODELS):
     for row, order in enumerate(("worst", "best")):
-        plot_ranking(
-            geo[name].dist,
-            q_pids,
-            g_pids,
-            q_camids,
-            g_camids,
-            q_images,
-            g_images,
-            order=order,
-            num_queries=NUM_EXTREME,
-            topk=TOPK,
-            ax=axes[row, col],
-            title=name,
-        )
+        kw = {"order": order, "num_queries": NUM_EXTREME, "topk": TOPK, "title": name}
+        plot_ranking(geo[name].dist, *shown, ax=axes[row, col], **kw)
 
 # %% [markdown]
 # ## 7. Reading the figures
@@ -383,21 +321,12 @@ for col, name in enumerate(MODELS):
 # the AUC of its own positives against its own negatives (distances, then angles) and its
 # Spearman $\rho$; then the mean difference DRSL $-$ CE+triplet and its standard error. A
 # difference under about two standard errors could come from which queries the set holds.
+# `drsl.geometry_reading` gathers these numbers with the metrics, the statistics and the norms
+# above.
 
 # %%
-paired = pd.DataFrame(geometry.paired_comparison(geo["DRSL"], geo["CE+triplet"])).T
-paired.columns = [
-    "DRSL",
-    "CE+triplet",
-    "DRSL - triplet",
-    "std. error",
-    "DRSL higher",
-    "triplet higher",
-    "queries",
-]
-paired["beyond 2 SE"] = (paired["DRSL - triplet"].abs() > 2 * paired["std. error"]).map(
-    {True: "yes", False: "no"}
-)
+reading = geometry_reading(geo, res, norms, stats=stats)
+paired = reading.paired_table()
 paired.round(4)
 
 # %% [markdown]
@@ -405,9 +334,10 @@ paired.round(4)
 # $\rho$, but the two models are close: the mean per-query AUCs of the table differ by
 # $|\Delta| < 0.005$ and the mean $\rho$ by $|\Delta| < 0.05$, and neither model wins every
 # query (each is the higher one on some queries). The cell below checks these statements, then
-# writes the rest of the reading from the numbers: the small test split of fast mode gives
-# other numbers than the full one, so each comparison's word (higher, lower) is chosen by the
-# data, and the cell checks every such sentence against the numbers it prints and the data.
+# shows the rest of the reading, which `GeometryReading.markdown` writes from the numbers: the
+# small test split of fast mode gives other numbers than the full one, so each comparison's
+# word (higher, lower) is chosen by the data (the tests check every such sentence against the
+# numbers it prints).
 #
 # What no cell computes is in the pictures; look for it yourself: does each identity of the
 # t-SNE maps form one cluster with several cameras inside it, or do some images sit apart
@@ -415,68 +345,11 @@ paired.round(4)
 # cannot separate two models as close as these.
 
 # %% tags=["remove-input"]
-d, t_ = res["DRSL"], res["CE+triplet"]
-st = {k: stats.loc[k] for k in stats.index}  # row -> {model: value}
-assert d.mAP > t_.mAP and st["spearman_median"]["DRSL"] > st["spearman_median"]["CE+triplet"]
-assert (paired.loc[["auc_distance", "auc_angle"], "DRSL - triplet"].abs() < 0.005).all()
-assert abs(paired.loc["spearman", "DRSL - triplet"]) < 0.05
-assert (paired["DRSL higher"] > 0).all() and (paired["triplet higher"] > 0).all()
-
-norms = {n: torch.cat(feats[n]).norm(dim=1) for n in MODELS}
-spread = {n: float(v.std() / v.mean()) for n, v in norms.items()}  # std / mean of the norms
-assert max(spread.values()) < 0.15 and min(st["spearman_median"].values) > 0.9
-pc = paired.loc["spearman"]
-beyond = paired["beyond 2 SE"] == "yes"
-WORD = {1: "higher", 0: "equal", -1: "lower"}
-compared = {  # each comparison the reading states: (DRSL's value, CE+triplet's value)
-    "mAP": (d.mAP, t_.mAP),
-    "rank-1": (d.cmc[0], t_.cmc[0]),
-    "mINP": (d.mINP, t_.mINP),
-    "the pooled distance AUC": tuple(st["auc_distance"][n] for n in MODELS),
-    "the pooled angle AUC": tuple(st["auc_angle"][n] for n in MODELS),
-    "the median rho": tuple(st["spearman_median"][n] for n in MODELS),
-}
-claim = {
-    k: f"{k} is {WORD[int(np.sign(round(a, 4) - round(b, 4)))]} for DRSL ({a:.4f} against {b:.4f})"
-    for k, (a, b) in compared.items()
-}
-lines = [
-    f"- **Retrieval** ({len(q_pids)} queries, {len(g_pids)} gallery images): {claim['mAP']}; "
-    f"{claim['rank-1']}; {claim['mINP']}.",
-    f"- **Distances**: {claim['the pooled distance AUC']}. The overlap share is "
-    f"{st['overlap_distance']['DRSL']:.0%} and {st['overlap_distance']['CE+triplet']:.0%}: "
-    f"with {geo['DRSL'].num_neg // len(q_pids):,} negatives per query a single hard negative "
-    "is enough to count a query, so this share says little about how many negatives intrude "
-    "(exercise 2).",
-    f"- **Angles**: {claim['the pooled angle AUC']}; mean angle of positive pairs "
-    f"{st['pos_angle_mean']['DRSL']:.0f} and {st['pos_angle_mean']['CE+triplet']:.0f} degrees, "
-    f"of negative pairs {st['neg_angle_mean']['DRSL']:.0f} and "
-    f"{st['neg_angle_mean']['CE+triplet']:.0f}. The feature norms vary little ("
-    + ", ".join(f"{n} {v.mean():.1f} ± {v.std():.1f}" for n, v in norms.items())
-    + ", under 15% of the mean), so distance nearly follows the angle: for both models the "
-    "median rho is above 0.9.",
-    f"- **Rank in rank**: {claim['the median rho']}; paired over queries, mean rho "
-    f"{pc['DRSL']:.3f} against {pc['CE+triplet']:.3f}, a difference of "
-    f"{pc['DRSL - triplet']:.3f} with a standard error of {pc['std. error']:.3f}.",
-    "- **Is it the loss?** Differences beyond two standard errors of this query set: "
-    + (", ".join(paired.index[beyond]) if beyond.any() else "none")
-    + ". Each model is one training run with one seed, and the spread between seeds, which "
-    "these standard errors do not contain, may be as large: notebook 05's experiment "
-    "(several seeds per cell) is the place to judge the loss itself.",
-]
-reading = "\n".join(lines)
-display(Markdown(reading))
-# every comparison is stated once, its word fits the numbers it prints, and those are the data
-found = re.findall(
-    "(" + "|".join(map(re.escape, compared)) + r") is (\w+) for DRSL \(([\d.]+) against ([\d.]+)\)",
-    reading,
-)
-assert sorted(k for k, *_ in found) == sorted(compared)
-for what, word, a, b in found:
-    assert word == WORD[int(np.sign(float(a) - float(b)))], (what, word, a, b)
-    assert np.allclose([float(a), float(b)], compared[what], atol=5e-5, rtol=0), what
-listed = reading.split("Differences beyond two standard errors of this query set: ")[1]
-assert listed.startswith(", ".join(paired.index[beyond]) if beyond.any() else "none")
+diff = paired["DRSL - CE+triplet"]
+assert reading.word("mAP") == reading.word("the median rho") == "higher"
+assert (diff[["auc_distance", "auc_angle"]].abs() < 0.005).all() and abs(diff["spearman"]) < 0.05
+assert (paired[["DRSL higher", "CE+triplet higher"]] > 0).all(axis=None)
+display(Markdown(reading.markdown()))
 
 # %% [markdown]
 # ## 8. Re-ranking: what k-reciprocal neighbours change
@@ -487,56 +360,29 @@ assert listed.startswith(", ".join(paired.index[beyond]) if beyond.any() else "n
 # same person even when their own distance is not the smallest. The new distance mixes the
 # Jaccard distance of the two neighbourhoods (weight $1 - \lambda$) with the original one
 # (weight $\lambda$, `lambda_value=0.3` by default). Junk images are left out first, as `drsl
-# eval --rerank` does (the protocol drops them anyway).
+# eval --rerank` does (the protocol drops them anyway). The table gives both models' scores
+# before and after; then the same random queries, before and after, show where it acts:
+# matches that were ranked just below a look-alike move up when their neighbourhoods agree.
 
-# %% tags=["hide-input"]
+# %%
 keep = g_pids != -1
-reranked, res_rr = {}, {}
-for name in MODELS:
-    q, g = feats[name]
-    reranked[name] = rerank_distances(q, g[torch.from_numpy(keep)])
-    res_rr[name] = evaluate_rank(reranked[name], q_pids, g_pids[keep], q_camids, g_camids[keep])
+reranked = {n: rerank_distances(q, g[torch.from_numpy(keep)]) for n, (q, g) in feats.items()}
+res_rr = {
+    n: evaluate_rank(d, q_pids, g_pids[keep], q_camids, g_camids[keep]) for n, d in reranked.items()
+}
 rr_table = pd.DataFrame(
-    {
-        n: {
-            "mAP": res[n].mAP,
-            "mAP re-ranked": res_rr[n].mAP,
-            "rank-1": res[n].cmc[0],
-            "rank-1 re-ranked": res_rr[n].cmc[0],
-        }
-        for n in MODELS
-    }
+    {n: [res[n].mAP, res_rr[n].mAP, res[n].cmc[0], res_rr[n].cmc[0]] for n in MODELS},
+    index=["mAP", "mAP re-ranked", "rank-1", "rank-1 re-ranked"],
 ).T
-display(
-    Markdown(
-        f"Re-ranking moves DRSL's mAP from {res['DRSL'].mAP:.1%} to {res_rr['DRSL'].mAP:.1%} and "
-        f"CE+triplet's from {res['CE+triplet'].mAP:.1%} to {res_rr['CE+triplet'].mAP:.1%} on this "
-        "split. The same random queries, before and after, show where it acts: matches that were "
-        "ranked just below a look-alike move up when their neighbourhoods agree."
-    )
-)
 rr_table.round(3)
 
 # %%
 g_kept = [path for path, k in zip(g_images, keep, strict=True) if k]
+kept = (q_pids, g_pids[keep], q_camids, g_camids[keep], q_images, g_kept)
 fig, axes = plt.subplots(2, 1, figsize=(10, 5.6 * NUM_QUERIES))
 before_after = [("DRSL", geo["DRSL"].dist[:, keep]), ("DRSL, re-ranked", reranked["DRSL"])]
 for ax, (title, dist) in zip(axes, before_after, strict=True):
-    plot_ranking(
-        dist,
-        q_pids,
-        g_pids[keep],
-        q_camids,
-        g_camids[keep],
-        q_images,
-        g_kept,
-        order="random",
-        num_queries=NUM_QUERIES,
-        seed=SEED,
-        topk=TOPK,
-        ax=ax,
-        title=title,
-    )
+    plot_ranking(dist, *kept, order="random", ax=ax, title=title, **grid)
 
 # %% [markdown]
 # ## Summary
@@ -573,16 +419,9 @@ for ax, (title, dist) in zip(axes, before_after, strict=True):
 # %% tags=["answer"]
 ### BEGIN SOLUTION
 ids_new = geometry.select_identities(all_pids, num_ids=NUM_IDS, seed=SEED + 1)
-fig = plot_tsne(
-    both["DRSL"],
-    all_pids,
-    all_cams,
-    is_query=is_query,
-    ids=ids_new,
-    seed=SEED + 1,
-    max_iter=250 if FAST else 1000,
-    title="DRSL: another draw of identities",
-)
+title = "DRSL: another draw of identities"
+iters = 250 if FAST else 1000
+fig = plot_tsne(both["DRSL"], **who, ids=ids_new, seed=SEED + 1, max_iter=iters, title=title)
 again = pd.DataFrame({name: g.stats() for name, g in geo.items()})
 ### END SOLUTION
 
@@ -623,11 +462,8 @@ for name, g in geo.items():
     finer[name] = float(nearer[has].mean())
 ### END SOLUTION
 print("overlap share with 10%, 30%, all negatives:", {k: np.round(v, 3) for k, v in growth.items()})
-print(
-    {k: round(v, 4) for k, v in finer.items()},
-    "against the overlap shares",
-    stats.loc["overlap_distance"].round(3).to_dict(),
-)
+overlap = stats.loc["overlap_distance"].round(3).to_dict()
+print({k: round(v, 4) for k, v in finer.items()}, "against the overlap shares", overlap)
 
 # %% tags=["check"]
 assert set(growth) == set(finer) == set(geo), "growth and finer hold one entry per model"
@@ -655,10 +491,8 @@ for name in geo:
 g = geo["DRSL"]
 rho3, q3 = geometry.spearman_per_query(g.dist, g.angle, g.pos_mask, min_positives=3)
 exactly3 = g.pos_mask[q3].sum(axis=1) == 3
-print(
-    f"{exactly3.sum()} queries with exactly 3 positives; their rho values:",
-    sorted(set(np.round(rho3[exactly3], 6).tolist())),
-)
+values = sorted(set(np.round(rho3[exactly3], 6).tolist()))
+print(f"{exactly3.sum()} queries with exactly 3 positives; their rho values:", values)
 fig = plot_rank_in_rank(g, min_positives=5, title="DRSL, queries with >= 5 positives")
 ### END SOLUTION
 
