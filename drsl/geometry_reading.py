@@ -113,10 +113,24 @@ class GeometryReading:
             f"of the mean; the median rho is {rho[0]:.2f} and {rho[1]:.2f}."
         )
 
-    def markdown(self) -> str:
-        """The reading: one bullet each for retrieval, distances, angles, rank in rank and
-        whether the differences exceed this query set's noise."""
+    def _shares(self) -> str:
         a, b = self.models
+        names = {"auc_distance": "distance AUC", "auc_angle": "angle AUC", "spearman": "rho"}
+        share = {m: [f"{self.paired[k][m]:.0%}" for k in names] for m in ("a_higher", "b_higher")}
+        never = [  # (statistic, the model that is never the higher one)
+            (names[k], m) for k in names for m, side in ((a, "a_higher"), (b, "b_higher"))
+            if self.paired[k][side] == 0
+        ]  # fmt: skip
+        tail = "; ".join(f"by {what} {m} is never the higher one" for what, m in never)
+        return (
+            f"{a} is the higher one on {_and(share['a_higher'])} of the queries "
+            f"({_and(list(names.values()))}), {b} on {_and(share['b_higher'])}; "
+            + (tail or "neither model wins every query")
+        )
+
+    def markdown(self) -> str:
+        """The reading: one bullet each for retrieval, distances, angles, rank in rank, the
+        per-query shares and whether the differences exceed this query set's noise."""
         sp = self.paired["spearman"]
         beyond = ", ".join(self.beyond_noise) or "none"
         lines = [
@@ -134,12 +148,17 @@ class GeometryReading:
             f"- **Rank in rank**: {self.claim('the median rho')}; paired over queries, mean rho "
             f"{sp['mean_a']:.3f} against {sp['mean_b']:.3f}, a difference of {sp['diff']:.3f} "
             f"with a standard error of {sp['se']:.3f}.",
+            f"- **Query by query**: {self._shares()}.",
             f"- **Is it the loss?** Differences beyond two standard errors of this query set: "
             f"{beyond}. Each model is one training run with one seed, and the spread between "
             "seeds, which these standard errors do not contain, may be as large: notebook 05's "
             "experiment (several seeds per cell) is the place to judge the loss itself.",
         ]
         return "\n".join(lines)
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def geometry_reading(

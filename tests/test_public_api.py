@@ -95,6 +95,7 @@ PUBLIC = {
         "spearman_per_query",
         "tsne",
     ),
+    "drsl.geometry_reading": ("WORDS", "GeometryReading", "geometry_reading"),
     "drsl.distances": (
         "chunked_euclidean",
         "indexed_cosine",
