@@ -198,7 +198,7 @@ PUBLIC = {
         "toy_batch",
         "train_toy",
     ),
-    "drsl.explore.parallel": ("free_port", "launch", "main", "toy_run"),
+    "drsl.explore.parallel": ("free_port", "launch", "main", "torchrun_toy", "toy_run"),
     "drsl.widgets": (
         "BatchExplorer",
         "Explorer",
