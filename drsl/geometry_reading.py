@@ -9,7 +9,8 @@ fast-mode split gives other numbers than the full one), and the tests check the 
   :func:`drsl.geometry.overlap_stats`, the feature norms and the per-query
   :func:`drsl.geometry.paired_comparison` of two models, in one :class:`GeometryReading`;
 - :meth:`GeometryReading.paired_table`: the paired comparison as a table;
-- :meth:`GeometryReading.markdown`: the reading, one bullet per topic.
+- :meth:`GeometryReading.markdown` (or :meth:`~GeometryReading.bullets`): the reading, one
+  bullet per topic.
 
 A comparison's word (higher, equal, lower) is taken on the values rounded to the four
 decimals the reading prints. A paired difference is "beyond noise" when it is larger than two
@@ -129,8 +130,13 @@ class GeometryReading:
         )
 
     def markdown(self) -> str:
-        """The reading: one bullet each for retrieval, distances, angles, rank in rank, the
-        per-query shares and whether the differences exceed this query set's noise."""
+        """The reading as one markdown list: the lines of :meth:`bullets`."""
+        return "\n".join(self.bullets())
+
+    def bullets(self) -> list[str]:
+        """The reading, one markdown bullet each for retrieval, distances, angles, rank in
+        rank, the per-query shares and whether the differences exceed this query set's noise
+        (shown one by one, a slide deck can split them)."""
         sp = self.paired["spearman"]
         beyond = ", ".join(self.beyond_noise) or "none"
         lines = [
@@ -154,7 +160,7 @@ class GeometryReading:
             "seeds, which these standard errors do not contain, may be as large: notebook 05's "
             "experiment (several seeds per cell) is the place to judge the loss itself.",
         ]
-        return "\n".join(lines)
+        return lines
 
 
 def _and(items: list[str]) -> str:

@@ -287,13 +287,13 @@ paired.round(4)
 
 # %% [markdown]
 # **What the figures say.** The next cell writes the reading from the numbers
-# (`GeometryReading.markdown`: fast mode's small split gives other numbers, so each word,
+# (`GeometryReading.bullets`: fast mode's small split gives other numbers, so each word,
 # higher or lower, is chosen by the data). What no cell computes is in the pictures: does each
 # identity of the t-SNE maps form one cluster with several cameras inside it? Eight identities
 # and one t-SNE run cannot separate two models whose numbers are close.
 
 # %% tags=["remove-input"]
-display(Markdown(reading.markdown()))
+display(*(Markdown(bullet) for bullet in reading.bullets()))  # one by one: a slide splits them
 
 # %% [markdown]
 # ## 8. Re-ranking: what k-reciprocal neighbours change

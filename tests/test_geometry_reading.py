@@ -82,6 +82,8 @@ def test_every_comparison_is_stated_once_with_the_word_its_numbers_give(clean_vs
         assert word == WORDS[int(np.sign(float(a) - float(b)))], (what, word, a, b)
         assert np.allclose([float(a), float(b)], compared[what], atol=5e-5, rtol=0), what
     assert reading.word("mAP") == "higher"  # the clean embedding retrieves better
+    assert text == "\n".join(reading.bullets()) and len(reading.bullets()) == 6
+    assert all(bullet.startswith("- **") for bullet in reading.bullets())
 
 
 def test_the_word_is_taken_at_the_printed_precision():
