@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import torch
 from torch import Tensor, nn
 from torchvision.models import mobilenet_v3_small
 from torchvision.models.resnet import BasicBlock
@@ -166,6 +167,35 @@ class ReIDNet(nn.Module):
         if not self.training:
             return bn_features
         return ReIDOutput(features, bn_features, self.classifier(bn_features))
+
+    @torch.no_grad()
+    def pre_bn_features(self, bn_features: Tensor) -> Tensor:
+        """The pre-BNNeck features of eval-mode embeddings: the BNNeck undone.
+
+        At test time the BNNeck is a fixed affine map per coordinate,
+        ``g = w * (f - mu) / sqrt(var + eps) + b`` with its running statistics, so
+        ``f = (g - b) / w * sqrt(var + eps) + mu``: no second pass over the images.
+
+        Args:
+            bn_features (Tensor): ``N x D`` eval-mode outputs (post-BNNeck).
+
+        Returns:
+            Tensor: ``N x D`` features ``f`` with ``self.bnneck(f) == bn_features`` in eval mode.
+
+        Raises:
+            ValueError: a BNNeck weight is 0 (the map is not invertible).
+
+        Example:
+            >>> net = ReIDNet(3, base_width=4).eval()
+            >>> g = net(torch.randn(2, 3, 32, 16))
+            >>> torch.allclose(net.bnneck(net.pre_bn_features(g)), g, atol=1e-5)
+            True
+        """
+        bn = self.bnneck
+        if not bool((bn.weight != 0).all()):
+            raise ValueError("a BNNeck weight is 0: the BNNeck cannot be undone")
+        scale = torch.sqrt(bn.running_var + bn.eps) / bn.weight
+        return (bn_features - bn.bias) * scale + bn.running_mean
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -36,18 +36,14 @@
 
 # %% [markdown]
 # ## Setup
-# One cell: imports from `drsl` (the notebook defines no function the package should own), the
-# two checkpoints, and the fast-mode switch (`DRSL_FAST=1`, used by the test suite, takes the
-# small synthetic test split; the code path is the same).
-#
-# The checkpoints are the shipped ones in `data/checkpoints/` (trained in notebook 04 on the
-# full synthetic set). Where one is missing, `drsl.train.load_or_train` trains a stand-in once
-# and keeps it under `data/cache/geometry/`; the cell says which happened, and the reading of
-# the figures below holds only for the shipped checkpoints.
+# One cell: imports from `drsl`, the two checkpoints, and the fast-mode switch (`DRSL_FAST=1`,
+# used by the test suite, takes the small synthetic test split; the code path is the same).
+# The checkpoints are the shipped ones in `data/checkpoints/` (notebook 04). Where one is
+# missing, `drsl.train.load_or_train` trains a stand-in once and keeps it under
+# `data/cache/geometry/`; the next cell says which happened, and the reading of the figures
+# below holds only for the shipped checkpoints.
 
 # %%
-import re
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -56,29 +52,20 @@ from IPython.display import Markdown, display
 from scipy.stats import spearmanr
 
 import drsl
-from drsl import geometry
+from drsl import geometry, plotting
 from drsl.config import data_dir, fast_mode
 from drsl.data.datasets import load_dataset
 from drsl.data.images import preload
 from drsl.data.synth import ensure_dataset
-from drsl.distances import pairwise_angle, pairwise_euclidean
+from drsl.geometry_reading import geometry_reading
 from drsl.metrics import evaluate_rank, rerank_distances
-from drsl.plotting import (
-    plot_pair_ecdf,
-    plot_pair_histograms,
-    plot_rank_in_rank,
-    plot_ranking,
-    plot_spearman_by_model,
-    plot_tsne,
-)
 from drsl.train import TrainConfig, embed, load_or_train
 
 FAST = fast_mode()
 torch.manual_seed(0)
 MODELS = {"DRSL": "ce+drsl", "CE+triplet": "ce+triplet"}  # display name -> training loss
-SHIPPED = {
-    n: data_dir() / "checkpoints" / f"{loss.replace('+', '_')}.pt" for n, loss in MODELS.items()
-}
+CHECKPOINTS = data_dir() / "checkpoints"
+SHIPPED = {n: CHECKPOINTS / f"{loss.replace('+', '_')}.pt" for n, loss in MODELS.items()}
 STAND_IN = {"max_steps": 30, "eval_every": 0} if FAST else {}  # only when none is shipped
 NUM_IDS, TOPK, SEED = 8, 8, 0
 NUM_QUERIES = 1 if FAST else 3  # random ranking rows per model (drawing images is the slow part)
@@ -88,39 +75,27 @@ print(f"drsl {drsl.__version__}, torch {torch.__version__}, fast mode: {FAST}, d
 # %% [markdown]
 # ## 1. Two models, one test split
 # Load (or, failing that, train) both models, read the test split's query and gallery images
-# (only those: the training images are not needed here), embed them in eval mode (the
-# post-BNNeck features, the ones retrieval uses), and compute every pair's distance and
-# angle once with `drsl.geometry.pair_geometry`. It applies the Market protocol exactly as
-# `drsl.metrics.evaluate_rank` does: a gallery image of the query's identity **and** camera is
-# left out, junk (pid $-1$) is left out, distractors (pid 0) stay as negatives. A **positive**
+# only, embed them in eval mode (the post-BNNeck features, the ones retrieval uses), and
+# compute every pair's distance and angle once with `drsl.geometry.pair_geometry`, under the
+# Market protocol of notebook 03 (as `drsl.metrics.evaluate_rank` applies it): a **positive**
 # pair is a query and a gallery image of its identity from another camera; every other kept
-# pair is a **negative**.
+# pair (distractors included) is a **negative**.
 
 # %%
 runs, feats, geo = {}, {}, {}
 for name, loss in MODELS.items():
-    ckpt = SHIPPED[name]
-    if not ckpt.is_file():
-        ckpt = data_dir() / "cache" / "geometry" / f"{loss}{'-fast' if FAST else ''}.pt"
+    stand_in = data_dir() / "cache" / "geometry" / f"{loss}{'-fast' if FAST else ''}.pt"
+    ckpt = SHIPPED[name] if SHIPPED[name].is_file() else stand_in
     runs[name] = load_or_train(TrainConfig(loss=loss, **STAND_IN), ckpt, progress=False)
-    run = runs[name]
-    how = (
-        "shipped"
-        if ckpt == SHIPPED[name]
-        else "stand-in, " + ("loaded" if run.loaded else "trained")
-    )
-    print(
-        f"{name:>10}: {ckpt.relative_to(data_dir())} ({how}); trained with {run.config.loss}, "
-        f"{run.config.height}x{run.config.width} images"
-    )
+    how = "shipped" if ckpt == SHIPPED[name] else "stand-in"  # where the path points
+    print(f"{name:>10}: {ckpt.relative_to(data_dir())} ({how}, loaded: {runs[name].loaded})")
 
 cfg = runs["DRSL"].config
 splits = load_dataset(ensure_dataset())  # (path, pid, camid) items of every split
 query, gallery = (preload(items, cfg.height, cfg.width) for items in (splits.query, splits.gallery))
 q_pids, g_pids = query.pids.numpy(), gallery.pids.numpy()
 q_camids, g_camids = query.camids.numpy(), gallery.camids.numpy()
-q_images = [path for path, _, _ in splits.query]
-g_images = [path for path, _, _ in splits.gallery]
+q_images, g_images = ([path for path, _, _ in items] for items in (splits.query, splits.gallery))
 
 for name, run in runs.items():
     assert (run.config.height, run.config.width) == (cfg.height, cfg.width)
@@ -129,10 +104,8 @@ for name, run in runs.items():
     geo[name] = geometry.pair_geometry(q, g, q_pids, g_pids, q_camids, g_camids)
 
 res = {n: evaluate_rank(geo[n].dist, q_pids, g_pids, q_camids, g_camids) for n in MODELS}
-print(
-    f"{len(q_pids)} queries, {len(g_pids)} gallery images, "
-    f"{geo['DRSL'].num_pos:,} positive and {geo['DRSL'].num_neg:,} negative pairs"
-)
+pairs = f"{geo['DRSL'].num_pos:,} positive and {geo['DRSL'].num_neg:,} negative pairs"
+print(f"{len(q_pids)} queries, {len(g_pids)} gallery images, {pairs}")
 pd.DataFrame(
     {n: {"mAP": r.mAP, "rank-1": r.cmc[0], "mINP": r.mINP} for n, r in res.items()}
 ).T.round(3)
@@ -147,22 +120,14 @@ pd.DataFrame(
 
 # %%
 both = {n: np.concatenate([q.numpy(), g.numpy()]) for n, (q, g) in feats.items()}
-all_pids = np.concatenate([q_pids, g_pids])
-all_cams = np.concatenate([q_camids, g_camids])
+all_pids, all_cams = np.concatenate([q_pids, g_pids]), np.concatenate([q_camids, g_camids])
 is_query = np.arange(all_pids.size) < q_pids.size
+who = {"pids": all_pids, "camids": all_cams, "is_query": is_query}  # for every t-SNE map
 ids = geometry.select_identities(all_pids, num_ids=NUM_IDS, seed=SEED)
 fig, axes = plt.subplots(1, 2, figsize=(13, 5.5), layout="constrained")
 for ax, name in zip(axes, MODELS, strict=True):
-    plot_tsne(
-        both[name],
-        all_pids,
-        all_cams,
-        is_query=is_query,
-        ids=ids,
-        seed=SEED,
-        ax=ax,
-        title=f"{name}: t-SNE of {NUM_IDS} identities (mAP {res[name].mAP:.3f})",
-    )
+    title = f"{name}: t-SNE of {NUM_IDS} identities (mAP {res[name].mAP:.3f})"
+    plotting.plot_tsne(both[name], **who, ids=ids, seed=SEED, ax=ax, title=title)
 
 # %% [markdown]
 # ## 3. Distances: positives against negatives
@@ -188,35 +153,27 @@ assert np.isclose(by_hand, package)
 print(f"ROC-AUC on a subset: by hand {by_hand:.4f}, drsl.geometry {package:.4f}")
 
 # %% [markdown]
-# Now the histograms, one row per model. The two models' distances need not share a scale
-# (nothing fixes the norm of a BNNeck feature; section 5 prints the norms), so compare shapes
+# Now the histograms, one panel per model. The two models' distances need not share a scale
+# (nothing fixes the norm of a BNNeck feature; section 7 gives the norms), so compare shapes
 # and the statistics in the legends, not positions on the x-axis.
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(13, 4.2), layout="constrained")
-for ax, name in zip(axes, MODELS, strict=True):
-    plot_pair_histograms(geo[name], kind="distance", ax=ax, title=f"{name}: distances")
+fig = plotting.plot_pair_histograms_by_model(geo, kind="distance")
 
 # %% [markdown]
 # ## 4. Angles: positives against negatives
 # The same for the angle between the two embeddings, in degrees
 # ($\arccos$ of the cosine, `drsl.distances.pairwise_angle`). Angles need no common scale,
-# so both models share the same bins, spanning the angles of both.
+# so both models share the same bins, spanning the angles of both; and both fit on one axes:
+# the empirical CDFs of the positive (solid) and negative (dashed) pairs' angles, one colour
+# per model. Where the two solid curves (or the two dashed ones) lie on each other, the
+# models' angle distributions agree.
 
 # %%
-span = [f(g.angle[g.pos_mask | g.neg_mask]) for g in geo.values() for f in (np.min, np.max)]
-edges = np.linspace(min(span), max(span), 61)
-fig, axes = plt.subplots(1, 2, figsize=(13, 4.2), layout="constrained")
-for ax, name in zip(axes, MODELS, strict=True):
-    plot_pair_histograms(geo[name], kind="angle", bins=edges, ax=ax, title=f"{name}: angles")
-
-# %% [markdown]
-# Angles share one scale, so both models fit on one axes: the empirical CDFs of the positive
-# (solid) and negative (dashed) pairs' angles, one colour per model. Where the two solid
-# curves (or the two dashed ones) lie on each other, the models' angle distributions agree.
+fig = plotting.plot_pair_histograms_by_model(geo, kind="angle", bins=60)
 
 # %%
-fig = plot_pair_ecdf(geo, kind="angle", title="Angles of positive and negative pairs, per model")
+fig = plotting.plot_pair_ecdf(geo, kind="angle", title="Angles of positive and negative pairs")
 
 # %% [markdown]
 # The statistics of both sections, side by side (`overlap_stats`; `spearman_*` belong to the
@@ -224,26 +181,16 @@ fig = plot_pair_ecdf(geo, kind="angle", title="Angles of positive and negative p
 
 # %%
 stats = pd.DataFrame({name: g.stats() for name, g in geo.items()})
-rows = [
-    "auc_distance",
-    "overlap_distance",
-    "auc_angle",
-    "overlap_angle",
-    "pos_angle_mean",
-    "neg_angle_mean",
-    "spearman_median",
-    "spearman_queries",
-]
-stats.loc[rows].round(3)
+rows = "auc_distance overlap_distance auc_angle overlap_angle pos_angle_mean neg_angle_mean"
+stats.loc[rows.split() + ["spearman_median", "spearman_queries"]].round(3)
 
 # %% [markdown]
 # ## 5. Rank in rank: do the positives sit in the order of their angles?
 # DRSL's sorting term asks that, for each anchor, the positives come in the order of their
 # angle targets $t = (1 + \cos)/2$: the smaller the angle, the nearer. Per query we rank its
 # positives by distance and by angle and take Spearman's $\rho$ between the two orders
-# (queries with at least 3 positives). $\rho = 1$: distance order = angle order.
-#
-# One query by hand against `drsl.geometry.spearman_per_query`:
+# (queries with at least 3 positives). $\rho = 1$: distance order = angle order. One query by
+# hand against `drsl.geometry.spearman_per_query`:
 
 # %%
 rho, rho_q = geometry.spearman_per_query(geo["DRSL"].dist, geo["DRSL"].angle, geo["DRSL"].pos_mask)
@@ -251,66 +198,39 @@ i = int(rho_q[0])
 mask = geo["DRSL"].pos_mask[i]
 by_hand = spearmanr(geo["DRSL"].dist[i, mask], geo["DRSL"].angle[i, mask]).statistic
 assert np.isclose(by_hand, rho[0])
-print(
-    f"query {i}: {mask.sum()} positives, Spearman rho by hand {by_hand:.3f}, package {rho[0]:.3f}"
-)
+print(f"query {i}: {mask.sum()} positives, rho by hand {by_hand:.3f}, package {rho[0]:.3f}")
 
 # %% [markdown]
 # A reference point: on L2-normalised embeddings distance is $\sqrt{2 - 2\cos}$, a monotone
-# function of the angle, so $\rho = 1$ for every query whatever the model (the spec notes that
-# the sorting term then has nothing to do). Our features are not normalised, so how far $\rho$
-# is from 1 measures how much the feature norms reorder the positives; the cell also prints
-# how much the norms vary.
-
-# %%
-q, g = feats["CE+triplet"]
-# in float64: with float32 norms a hair off 1, near-tied positives can swap order
-qn = torch.nn.functional.normalize(q.double(), dim=1)
-gn = torch.nn.functional.normalize(g.double(), dim=1)
-unit = geometry.pair_geometry(qn, gn, q_pids, g_pids, q_camids, g_camids)
-rho_unit, _ = geometry.spearman_per_query(unit.dist, unit.angle, unit.pos_mask)
-torch.testing.assert_close(
-    pairwise_euclidean(qn, gn) ** 2,
-    2 - 2 * torch.cos(torch.deg2rad(pairwise_angle(qn, gn))),
-    atol=1e-9,
-    rtol=0,
-)
-assert np.allclose(rho_unit, 1.0)
-print(f"normalised CE+triplet features: rho = 1 for all {rho_unit.size} queries")
-for name, (q, g) in feats.items():
-    norms = torch.cat([q, g]).norm(dim=1)
-    print(f"{name}: feature norms {norms.mean():.1f} +- {norms.std():.1f} (mean +- std)")
-
-# %% [markdown]
+# function of the angle (notebook 01, section 8), so $\rho = 1$ for every query whatever the
+# model (the spec notes that the sorting term then has nothing to do; `tests/test_geometry.py`
+# checks it). Our features are not normalised, so how far $\rho$ is from 1 measures how much
+# the feature norms reorder the positives (section 7's reading gives how much they vary).
+#
 # Which distance? Retrieval ranks by the post-BNNeck features, the ones used so far. DRSL's
 # loss, though, scored by distances between the **pre**-BNNeck features $f$ and took its angle
 # targets from the post-BNNeck ones (`angle_source="bn"` in `TrainConfig`, see notebook 04).
 # So the order its sorting term asked for is "pre-BN distance order = post-BN angle order".
-# At test time the BNNeck is a fixed affine map per coordinate,
-# $g = w \odot (f - \mu) / \sqrt{\sigma^2 + \epsilon} + b$ with its running statistics (notebook 04
-# checked it), so the pre-BN features are the post-BN ones mapped back, with no second pass
-# over the images; the cell checks that the BNNeck takes them to the post-BN features again.
-# We measure both versions for both models (for CE+triplet, whose triplet term also used the
-# pre-BN features, it is the same question asked of a model that was never told about angles).
+# At test time the BNNeck is a fixed affine map per coordinate (notebook 04), so
+# `ReIDNet.pre_bn_features` maps the post-BN features back, with no second pass over the
+# images (the cell checks the round trip). We measure both versions for both models (for
+# CE+triplet, whose triplet term also used the pre-BN features, it is the same question asked
+# of a model that was never told about angles).
 
 # %%
 rho_table = {}
 for name, run in runs.items():
-    bn, (q, g) = run.model.eval().bnneck, feats[name]
-    assert (bn.weight.abs() > 0).all()  # an invertible map
-    with torch.no_grad():  # f = (g - b) / w * sqrt(var + eps) + mu: the BNNeck undone
-        scale = torch.sqrt(bn.running_var + bn.eps) / bn.weight
-        pre_q, pre_g = ((x - bn.bias) * scale + bn.running_mean for x in (q, g))
-        torch.testing.assert_close(bn(pre_q), q)
-        torch.testing.assert_close(bn(pre_g), g)
+    q, g = feats[name]
+    pre_q, pre_g = (run.model.pre_bn_features(x) for x in (q, g))  # the BNNeck undone
+    for pre, post in ((pre_q, q), (pre_g, g)):
+        torch.testing.assert_close(run.model.eval().bnneck(pre).detach(), post)
     mixed = geometry.pair_geometry(
         pre_q, pre_g, q_pids, g_pids, q_camids, g_camids, q_angle_feats=q, g_angle_feats=g
-    )
-    mixed_stats = mixed.stats()
+    ).stats()
     rho_table[name] = {
         "median rho, post-BN distance vs post-BN angle": stats.loc["spearman_median", name],
-        "median rho, pre-BN distance vs post-BN angle": mixed_stats["spearman_median"],
-        "AUC of pre-BN distances": mixed_stats["auc_distance"],
+        "median rho, pre-BN distance vs post-BN angle": mixed["spearman_median"],
+        "AUC of pre-BN distances": mixed["auc_distance"],
     }
 pd.DataFrame(rho_table).round(3)
 
@@ -321,10 +241,10 @@ pd.DataFrame(rho_table).round(3)
 # subset of the negatives, as the legend says).
 
 # %%
-fig = plot_spearman_by_model(geo)
+fig = plotting.plot_spearman_by_model(geo)
 fig, axes = plt.subplots(2, 2, figsize=(13, 8.4), layout="constrained")
 for row, name in zip(axes, MODELS, strict=True):
-    plot_rank_in_rank(geo[name], axes=row, title=name)
+    plotting.plot_rank_in_rank(geo[name], axes=row, title=name)
 
 # %% [markdown]
 # ## 6. Ranking grids
@@ -332,220 +252,84 @@ for row, name in zip(axes, MODELS, strict=True):
 # under each row, ticks mark the ranks of **all** its true matches (grey: the top-8 shown).
 # First a few random queries, the same for both models (which queries are valid depends only
 # on identities and cameras, so one seed draws the same ones); a random draw is the fair view.
-
-# %%
-fig, axes = plt.subplots(2, 1, figsize=(10, 5.6 * NUM_QUERIES))
-for ax, name in zip(axes, MODELS, strict=True):
-    plot_ranking(
-        geo[name].dist,
-        q_pids,
-        g_pids,
-        q_camids,
-        g_camids,
-        q_images,
-        g_images,
-        order="random",
-        num_queries=NUM_QUERIES,
-        seed=SEED,
-        topk=TOPK,
-        ax=ax,
-        title=name,
-    )
-
-# %% [markdown]
 # Then each model's **worst** queries by AP, and its **best**. The title says which: the worst
 # queries alone make any model look hopeless, and the best alone flatter it; the mAP printed
 # in the title is the average over all queries.
 
 # %%
+shown = (q_pids, g_pids, q_camids, g_camids, q_images, g_images)  # the protocol, the pictures
+grid = {"num_queries": NUM_QUERIES, "seed": SEED, "topk": TOPK}
+fig, axes = plt.subplots(2, 1, figsize=(10, 5.6 * NUM_QUERIES))
+for ax, name in zip(axes, MODELS, strict=True):
+    plotting.plot_ranking(geo[name].dist, *shown, order="random", ax=ax, title=name, **grid)
+
+# %%
 fig, axes = plt.subplots(2, 2, figsize=(16, 5.6 * NUM_EXTREME))
 for col, name in enumerate(MODELS):
     for row, order in enumerate(("worst", "best")):
-        plot_ranking(
-            geo[name].dist,
-            q_pids,
-            g_pids,
-            q_camids,
-            g_camids,
-            q_images,
-            g_images,
-            order=order,
-            num_queries=NUM_EXTREME,
-            topk=TOPK,
-            ax=axes[row, col],
-            title=name,
-        )
+        kw = {"order": order, "num_queries": NUM_EXTREME, "topk": TOPK, "title": name}
+        plotting.plot_ranking(geo[name].dist, *shown, ax=axes[row, col], **kw)
 
 # %% [markdown]
 # ## 7. Reading the figures
-# Which differences between the two models are larger than the noise of this query set? We
-# compare them query by query on the same queries (`geometry.paired_comparison`): per query,
-# the AUC of its own positives against its own negatives (distances, then angles) and its
-# Spearman $\rho$; then the mean difference DRSL $-$ CE+triplet and its standard error. A
-# difference under about two standard errors could come from which queries the set holds.
+# Which differences between the two models are larger than the noise of this query set?
+# `geometry.paired_comparison` compares them on the same queries: per query, the AUC of its
+# own positives against its own negatives (distances, then angles) and its Spearman $\rho$;
+# then the mean difference DRSL $-$ CE+triplet and its standard error (a difference under
+# about two standard errors could come from which queries the set holds).
+# `drsl.geometry_reading` gathers these with the metrics, statistics and norms above.
 
 # %%
-paired = pd.DataFrame(geometry.paired_comparison(geo["DRSL"], geo["CE+triplet"])).T
-paired.columns = [
-    "DRSL",
-    "CE+triplet",
-    "DRSL - triplet",
-    "std. error",
-    "DRSL higher",
-    "triplet higher",
-    "queries",
-]
-paired["beyond 2 SE"] = (paired["DRSL - triplet"].abs() > 2 * paired["std. error"]).map(
-    {True: "yes", False: "no"}
-)
+norms = {name: torch.cat(feats[name]).norm(dim=1) for name in MODELS}  # per model, every image
+reading = geometry_reading(geo, res, norms, stats=stats)
+paired = reading.paired_table()
 paired.round(4)
 
 # %% [markdown]
-# **What the figures say.** On this split DRSL has the higher mAP and the higher median
-# $\rho$, but the two models are close: the mean per-query AUCs of the table differ by
-# $|\Delta| < 0.005$ and the mean $\rho$ by $|\Delta| < 0.05$, and neither model wins every
-# query (each is the higher one on some queries). The cell below checks these statements, then
-# writes the rest of the reading from the numbers: the small test split of fast mode gives
-# other numbers than the full one, so each comparison's word (higher, lower) is chosen by the
-# data, and the cell checks every such sentence against the numbers it prints and the data.
-#
-# What no cell computes is in the pictures; look for it yourself: does each identity of the
-# t-SNE maps form one cluster with several cameras inside it, or do some images sit apart
-# from their identity (all the images of one camera, say)? Eight identities and one t-SNE run
-# cannot separate two models as close as these.
+# **What the figures say.** The next cell writes the reading from the numbers
+# (`GeometryReading.bullets`: fast mode's small split gives other numbers, so each word,
+# higher or lower, is chosen by the data). What no cell computes is in the pictures: does each
+# identity of the t-SNE maps form one cluster with several cameras inside it? Eight identities
+# and one t-SNE run cannot separate two models whose numbers are close.
 
 # %% tags=["remove-input"]
-d, t_ = res["DRSL"], res["CE+triplet"]
-st = {k: stats.loc[k] for k in stats.index}  # row -> {model: value}
-assert d.mAP > t_.mAP and st["spearman_median"]["DRSL"] > st["spearman_median"]["CE+triplet"]
-assert (paired.loc[["auc_distance", "auc_angle"], "DRSL - triplet"].abs() < 0.005).all()
-assert abs(paired.loc["spearman", "DRSL - triplet"]) < 0.05
-assert (paired["DRSL higher"] > 0).all() and (paired["triplet higher"] > 0).all()
-
-norms = {n: torch.cat(feats[n]).norm(dim=1) for n in MODELS}
-spread = {n: float(v.std() / v.mean()) for n, v in norms.items()}  # std / mean of the norms
-assert max(spread.values()) < 0.15 and min(st["spearman_median"].values) > 0.9
-pc = paired.loc["spearman"]
-beyond = paired["beyond 2 SE"] == "yes"
-WORD = {1: "higher", 0: "equal", -1: "lower"}
-compared = {  # each comparison the reading states: (DRSL's value, CE+triplet's value)
-    "mAP": (d.mAP, t_.mAP),
-    "rank-1": (d.cmc[0], t_.cmc[0]),
-    "mINP": (d.mINP, t_.mINP),
-    "the pooled distance AUC": tuple(st["auc_distance"][n] for n in MODELS),
-    "the pooled angle AUC": tuple(st["auc_angle"][n] for n in MODELS),
-    "the median rho": tuple(st["spearman_median"][n] for n in MODELS),
-}
-claim = {
-    k: f"{k} is {WORD[int(np.sign(round(a, 4) - round(b, 4)))]} for DRSL ({a:.4f} against {b:.4f})"
-    for k, (a, b) in compared.items()
-}
-lines = [
-    f"- **Retrieval** ({len(q_pids)} queries, {len(g_pids)} gallery images): {claim['mAP']}; "
-    f"{claim['rank-1']}; {claim['mINP']}.",
-    f"- **Distances**: {claim['the pooled distance AUC']}. The overlap share is "
-    f"{st['overlap_distance']['DRSL']:.0%} and {st['overlap_distance']['CE+triplet']:.0%}: "
-    f"with {geo['DRSL'].num_neg // len(q_pids):,} negatives per query a single hard negative "
-    "is enough to count a query, so this share says little about how many negatives intrude "
-    "(exercise 2).",
-    f"- **Angles**: {claim['the pooled angle AUC']}; mean angle of positive pairs "
-    f"{st['pos_angle_mean']['DRSL']:.0f} and {st['pos_angle_mean']['CE+triplet']:.0f} degrees, "
-    f"of negative pairs {st['neg_angle_mean']['DRSL']:.0f} and "
-    f"{st['neg_angle_mean']['CE+triplet']:.0f}. The feature norms vary little ("
-    + ", ".join(f"{n} {v.mean():.1f} ± {v.std():.1f}" for n, v in norms.items())
-    + ", under 15% of the mean), so distance nearly follows the angle: for both models the "
-    "median rho is above 0.9.",
-    f"- **Rank in rank**: {claim['the median rho']}; paired over queries, mean rho "
-    f"{pc['DRSL']:.3f} against {pc['CE+triplet']:.3f}, a difference of "
-    f"{pc['DRSL - triplet']:.3f} with a standard error of {pc['std. error']:.3f}.",
-    "- **Is it the loss?** Differences beyond two standard errors of this query set: "
-    + (", ".join(paired.index[beyond]) if beyond.any() else "none")
-    + ". Each model is one training run with one seed, and the spread between seeds, which "
-    "these standard errors do not contain, may be as large: notebook 05's experiment "
-    "(several seeds per cell) is the place to judge the loss itself.",
-]
-reading = "\n".join(lines)
-display(Markdown(reading))
-# every comparison is stated once, its word fits the numbers it prints, and those are the data
-found = re.findall(
-    "(" + "|".join(map(re.escape, compared)) + r") is (\w+) for DRSL \(([\d.]+) against ([\d.]+)\)",
-    reading,
-)
-assert sorted(k for k, *_ in found) == sorted(compared)
-for what, word, a, b in found:
-    assert word == WORD[int(np.sign(float(a) - float(b)))], (what, word, a, b)
-    assert np.allclose([float(a), float(b)], compared[what], atol=5e-5, rtol=0), what
-listed = reading.split("Differences beyond two standard errors of this query set: ")[1]
-assert listed.startswith(", ".join(paired.index[beyond]) if beyond.any() else "none")
+display(*(Markdown(bullet) for bullet in reading.bullets()))  # one by one: a slide splits them
 
 # %% [markdown]
 # ## 8. Re-ranking: what k-reciprocal neighbours change
 # A ranking can be improved after the fact, without training. k-reciprocal re-ranking (Zhong et
-# al., CVPR 2017; `drsl.metrics.rerank_distances`, `drsl eval --rerank`) looks at every image's
-# `k1` nearest neighbours (`k1=20` by default) among the queries and the gallery together: two
-# images that sit in *each other's* neighbour lists, or share many neighbours, are probably the
-# same person even when their own distance is not the smallest. The new distance mixes the
-# Jaccard distance of the two neighbourhoods (weight $1 - \lambda$) with the original one
-# (weight $\lambda$, `lambda_value=0.3` by default). Junk images are left out first, as `drsl
-# eval --rerank` does (the protocol drops them anyway).
+# al., CVPR 2017; `drsl.metrics.rerank_distances`, `drsl eval --rerank`) takes two images that
+# sit in *each other's* `k1` nearest neighbours (queries and gallery together), or share many
+# neighbours, for the same person even when their own distance is not the smallest: the new
+# distance mixes the Jaccard distance of the two neighbourhoods (weight $1 - \lambda$) with the
+# original one (weight $\lambda$; defaults `k1=20`, `lambda_value=0.3`). Junk images are left
+# out first, as `drsl eval --rerank` does. The table gives the scores before and after; the
+# same random queries then show where it acts: matches ranked just below a look-alike move up
+# when their neighbourhoods agree.
 
-# %% tags=["hide-input"]
+# %%
 keep = g_pids != -1
-reranked, res_rr = {}, {}
-for name in MODELS:
-    q, g = feats[name]
-    reranked[name] = rerank_distances(q, g[torch.from_numpy(keep)])
-    res_rr[name] = evaluate_rank(reranked[name], q_pids, g_pids[keep], q_camids, g_camids[keep])
-rr_table = pd.DataFrame(
-    {
-        n: {
-            "mAP": res[n].mAP,
-            "mAP re-ranked": res_rr[n].mAP,
-            "rank-1": res[n].cmc[0],
-            "rank-1 re-ranked": res_rr[n].cmc[0],
-        }
-        for n in MODELS
-    }
-).T
-display(
-    Markdown(
-        f"Re-ranking moves DRSL's mAP from {res['DRSL'].mAP:.1%} to {res_rr['DRSL'].mAP:.1%} and "
-        f"CE+triplet's from {res['CE+triplet'].mAP:.1%} to {res_rr['CE+triplet'].mAP:.1%} on this "
-        "split. The same random queries, before and after, show where it acts: matches that were "
-        "ranked just below a look-alike move up when their neighbourhoods agree."
-    )
-)
-rr_table.round(3)
+kept = (q_pids, g_pids[keep], q_camids, g_camids[keep])  # the protocol without junk
+reranked = {n: rerank_distances(q, g[torch.from_numpy(keep)]) for n, (q, g) in feats.items()}
+res_rr = {n: evaluate_rank(d, *kept) for n, d in reranked.items()}
+columns = ["mAP", "mAP re-ranked", "rank-1", "rank-1 re-ranked"]
+rr_rows = {n: [res[n].mAP, res_rr[n].mAP, res[n].cmc[0], res_rr[n].cmc[0]] for n in MODELS}
+pd.DataFrame.from_dict(rr_rows, orient="index", columns=columns).round(3)
 
 # %%
 g_kept = [path for path, k in zip(g_images, keep, strict=True) if k]
 fig, axes = plt.subplots(2, 1, figsize=(10, 5.6 * NUM_QUERIES))
 before_after = [("DRSL", geo["DRSL"].dist[:, keep]), ("DRSL, re-ranked", reranked["DRSL"])]
 for ax, (title, dist) in zip(axes, before_after, strict=True):
-    plot_ranking(
-        dist,
-        q_pids,
-        g_pids[keep],
-        q_camids,
-        g_camids[keep],
-        q_images,
-        g_kept,
-        order="random",
-        num_queries=NUM_QUERIES,
-        seed=SEED,
-        topk=TOPK,
-        ax=ax,
-        title=title,
-    )
+    plotting.plot_ranking(dist, *kept, q_images, g_kept, order="random", ax=ax, title=title, **grid)
 
 # %% [markdown]
 # ## Summary
-# - The two models' separation of positives from negatives, by distance and by angle, is
-#   measured by pooled ROC-AUCs and an overlap share that a single hard negative per query is
-#   enough to raise (the numbers are in the reading above, computed for the split that was run).
-# - The rank-in-rank agreement (Spearman rho between the positives' distance and angle
-#   orders) is compared query by query; a difference beyond this query set's noise is still
-#   one seed per model.
+# - The separation of positives from negatives, by distance and by angle, is measured by pooled
+#   ROC-AUCs and an overlap share that one hard negative per query is enough to raise.
+# - The rank-in-rank agreement (Spearman rho between the positives' distance and angle orders)
+#   is compared query by query; a difference beyond this query set's noise is still one seed
+#   per model. The reading of section 7 gives the numbers of the split that was run.
 # - `drsl.geometry` (`pair_geometry`, `overlap_stats`, `per_query_auc`, `spearman_per_query`,
 #   `paired_comparison`) and the four plots of `drsl.plotting` work on any model's query and
 #   gallery embeddings under the Market protocol.
@@ -560,29 +344,19 @@ for ax, (title, dist) in zip(axes, before_after, strict=True):
 # few times. Which impressions survive a new draw of identities? Which numbers of the
 # statistics table change?
 #
-# *Your answer* (the next code cell) defines `ids_new` and `again`;
-# the cell after it checks them.
+# *Your answer* (the next code cell) defines `ids_new` and `again`; the cell after it checks them.
 
 # %% [markdown] tags=["solution"]
-# **Solution 1.** None of the statistics change (the cell checks it): they use every pair,
+# **Solution 1.** None of the statistics change (the check tests it): they use every pair,
 # while the t-SNE shows eight identities, so an impression from one map (a tight cluster, a
-# camera split off its identity) speaks for those eight only: see whether it comes back in
-# the new draw. The cell redraws with another seed (different identities) and recomputes the
-# table.
+# camera split off its identity) speaks for those eight only: see whether it comes back when
+# the cell redraws with another seed (other identities) and recomputes the table.
 
 # %% tags=["answer"]
 ### BEGIN SOLUTION
 ids_new = geometry.select_identities(all_pids, num_ids=NUM_IDS, seed=SEED + 1)
-fig = plot_tsne(
-    both["DRSL"],
-    all_pids,
-    all_cams,
-    is_query=is_query,
-    ids=ids_new,
-    seed=SEED + 1,
-    max_iter=250 if FAST else 1000,
-    title="DRSL: another draw of identities",
-)
+kw = {"max_iter": 250 if FAST else 1000, "title": "DRSL: another draw of identities"}
+fig = plotting.plot_tsne(both["DRSL"], **who, ids=ids_new, seed=SEED + 1, **kw)
 again = pd.DataFrame({name: g.stats() for name, g in geo.items()})
 ### END SOLUTION
 
@@ -604,11 +378,10 @@ assert set(ids_new) != set(ids) and again.equals(stats)
 
 # %% [markdown] tags=["solution"]
 # **Solution 2.** A query counts as "overlapping" as soon as a single negative beats its
-# farthest positive, and the more negatives it has, the likelier one of them does: the cell
-# keeps a growing random share of each query's negatives (the cell's fractions),
-# then all, and the share grows.
-# The share of negatives that do so is a graded version, small when only a few negatives
-# intrude: here it is less than a fifth of the overlap share, for both models.
+# farthest positive, and the more negatives it has, the likelier one of them does: keeping a
+# growing random share of each query's negatives (the cell's fractions), then all, the share
+# grows. The share of negatives that do so is a graded version, small when only a few
+# negatives intrude: here it is less than a fifth of the overlap share, for both models.
 
 # %% tags=["answer"]
 ### BEGIN SOLUTION
@@ -623,11 +396,8 @@ for name, g in geo.items():
     finer[name] = float(nearer[has].mean())
 ### END SOLUTION
 print("overlap share with 10%, 30%, all negatives:", {k: np.round(v, 3) for k, v in growth.items()})
-print(
-    {k: round(v, 4) for k, v in finer.items()},
-    "against the overlap shares",
-    stats.loc["overlap_distance"].round(3).to_dict(),
-)
+overlap = stats.loc["overlap_distance"].round(3).to_dict()
+print({k: round(v, 4) for k, v in finer.items()}, "against the overlap shares", overlap)
 
 # %% tags=["check"]
 assert set(growth) == set(finer) == set(geo), "growth and finer hold one entry per model"
@@ -642,8 +412,7 @@ for name in geo:
 # **Exercise 3.** With exactly 3 positives, which values can Spearman's $\rho$ take? Use it to
 # explain the spikes in the left panels of section 5, then rerun with `min_positives=5`.
 #
-# *Your answer* (the next code cell) defines `exactly3` and `rho3`;
-# the cell after it checks them.
+# *Your answer* (the next code cell) defines `exactly3` and `rho3`; the cell after it checks them.
 
 # %% [markdown] tags=["solution"]
 # **Solution 3.** With $n = 3$ and no ties, $\rho = 1 - 6\sum d_i^2 / (n(n^2-1))$ with
@@ -655,11 +424,9 @@ for name in geo:
 g = geo["DRSL"]
 rho3, q3 = geometry.spearman_per_query(g.dist, g.angle, g.pos_mask, min_positives=3)
 exactly3 = g.pos_mask[q3].sum(axis=1) == 3
-print(
-    f"{exactly3.sum()} queries with exactly 3 positives; their rho values:",
-    sorted(set(np.round(rho3[exactly3], 6).tolist())),
-)
-fig = plot_rank_in_rank(g, min_positives=5, title="DRSL, queries with >= 5 positives")
+values = sorted(set(np.round(rho3[exactly3], 6).tolist()))
+print(f"{exactly3.sum()} queries with exactly 3 positives; their rho values:", values)
+fig = plotting.plot_rank_in_rank(g, min_positives=5, title="DRSL, queries with >= 5 positives")
 ### END SOLUTION
 
 # %% tags=["check"]
@@ -672,8 +439,7 @@ assert set(np.round(rho3[exactly3], 6)) <= {1.0, 0.5, -0.5, -1.0}
 # **Exercise 4.** Normalise the DRSL model's features to unit length and recompute the pooled
 # ROC-AUC of distances and of angles. Why are the two now equal?
 #
-# *Your answer* (the next code cell) defines `on_sphere`;
-# the cell after it checks it.
+# *Your answer* (the next code cell) defines `on_sphere`; the cell after it checks it.
 
 # %% [markdown] tags=["solution"]
 # **Solution 4.** On the unit sphere $\lVert a - b \rVert = \sqrt{2 - 2\cos}$ is an
@@ -683,10 +449,8 @@ assert set(np.round(rho3[exactly3], 6)) <= {1.0, 0.5, -0.5, -1.0}
 ### BEGIN SOLUTION
 qd, gd = (torch.nn.functional.normalize(x.double(), dim=1) for x in feats["DRSL"])
 on_sphere = geometry.pair_geometry(qd, gd, q_pids, g_pids, q_camids, g_camids).stats()
-print(
-    f"unit features: AUC distance {on_sphere['auc_distance']:.6f}, "
-    f"angle {on_sphere['auc_angle']:.6f}"
-)
+auc = {kind: round(on_sphere[f"auc_{kind}"], 6) for kind in ("distance", "angle")}
+print("unit features, pooled AUC:", auc)
 ### END SOLUTION
 
 # %% tags=["check"]
@@ -697,12 +461,10 @@ assert abs(on_sphere["auc_distance"] - on_sphere["auc_angle"]) < 1e-6
 
 # %% [markdown]
 # **Exercise 5.** On one P x K batch of embeddings, `geometry.batch_geometry(embeddings,
-# labels)` counts ordered pairs: check that `num_pos = P K (K - 1)` and
-# `num_neg = P K (P - 1) K` (notebook 00's PK ratio, summed over anchors), and draw
-# `plot_pair_histograms` of that batch.
+# labels)` counts ordered pairs: check that `num_pos = P K (K - 1)` and `num_neg = P K (P - 1) K`
+# (notebook 00's PK ratio, summed over anchors), and draw `plot_pair_histograms` of that batch.
 #
-# *Your answer* (the next code cell) defines `bg`, `P_b` and `K_b`;
-# the cell after it checks them.
+# *Your answer* (the next code cell) defines `bg`, `P_b` and `K_b`; the cell after it checks them.
 
 # %% [markdown] tags=["solution"]
 # **Solution 5.** Each of the $PK$ anchors has $K-1$ positives and $(P-1)K$ negatives, and
@@ -717,7 +479,7 @@ pick = [np.flatnonzero(g_pids == pid)[:K_b] for pid in np.unique(g_pids[g_pids >
 pick = np.concatenate([p_ for p_ in pick if len(p_) == K_b][:P_b])
 bg = geometry.batch_geometry(gal[pick], torch.as_tensor(g_pids[pick]))
 print(f"num_pos {bg.num_pos}, num_neg {bg.num_neg}")
-fig = plot_pair_histograms(bg, title="one 8 x 4 batch of DRSL gallery embeddings")
+fig = plotting.plot_pair_histograms(bg, title="one 8 x 4 batch of DRSL gallery embeddings")
 ### END SOLUTION
 
 # %% tags=["check"]

@@ -36,12 +36,8 @@
 # same code path). Everything here runs on the CPU in float64 unless said otherwise.
 
 # %%
-import json
-import subprocess
-import sys
 import tempfile
 import time
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +48,7 @@ from pytorch_metric_learning import losses as pml_losses
 import drsl
 from drsl.config import fast_mode, repo_root
 from drsl.data.sampler import PKSampler, memory_pos_neg, pk_pos_neg_ratio
-from drsl.explore.parallel import launch, toy_run
+from drsl.explore.parallel import torchrun_toy, toy_run
 from drsl.integrations.pml import DRSLoss as PMLDRSLoss
 from drsl.losses import drsl_loss, get_loss
 from drsl.losses.memory import CrossBatchMemory
@@ -141,21 +137,14 @@ memory_table
 
 # %% [markdown]
 # The same numbers as a picture: the batch-only curve of notebook 00 (positives per negative
-# against P) and, marked on it, where each memory size puts one $16 \times 4$ batch; a memory is
+# against P) and, marked on it (`plot_pk_ratio(..., memory=...)`), where each memory size puts
+# one $16 \times 4$ batch: at the $P$ of the batch-only batch with the same ratio. A memory is
 # worth as many extra identities in the batch as it holds negatives.
 
 # %%
 P_axis = np.unique(np.geomspace(2, 4000, 80).astype(int))
-fig = plot_pk_ratio(P_axis, K_values=(K,), mark=(P, K))
-ax = fig.axes[0]
-for R, ratio in zip(memory_table["R"][1:], memory_table["measured ratio"][1:], strict=True):
-    p_equiv = 1 + ((K - 1) / ratio) / K  # the P of a batch-only PK batch with the same ratio
-    ax.scatter([p_equiv], [ratio], marker="s", zorder=3)
-    ax.annotate(f"memory R = {R}", (p_equiv, ratio), textcoords="offset points", xytext=(4, 4))
-ax.set_xscale("log")
-ax.set_xlim(2, 4000)
-ax.set_title("positives per negative: batch only (line) and with a memory (squares)")
-fig
+memory = dict(zip(memory_table["R"][1:], memory_table["measured ratio"][1:], strict=True))
+fig = plot_pk_ratio(P_axis, K_values=(K,), mark=(P, K), memory=memory)
 
 # %% [markdown]
 # Each row of references adds one more negative for almost every anchor: the ratio falls
@@ -194,12 +183,8 @@ per_anchor = {}  # item -> L_a, for the items with a positive among the others
 for a in range(len(items)):
     rest = torch.arange(len(items)) != a
     if (items_y[rest] == items_y[a]).any():
-        per_anchor[a] = drsl_loss(
-            items[a : a + 1],
-            items_y[a : a + 1],
-            ref_embeddings=items[rest],
-            ref_labels=items_y[rest],
-        )
+        refs = {"ref_embeddings": items[rest], "ref_labels": items_y[rest]}
+        per_anchor[a] = drsl_loss(items[a : a + 1], items_y[a : a + 1], **refs)
 brute_refs = torch.stack([v for a, v in per_anchor.items() if a < len(f)]).mean()
 brute_concat = torch.stack(list(per_anchor.values())).mean()
 print(f"anchors with a positive: {len(per_anchor)} of {len(items)} items")
@@ -222,8 +207,7 @@ y2 = torch.arange(4).repeat_interleave(3)  # 4 identities x 3 images
 whole = drsl_loss(f2, y2, gradient="identity")
 (g_whole,) = torch.autograd.grad(whole, f2)
 for split in (6, 8):  # equal halves, then 8 + 4 rows (8 and 4 anchors): scales 4/3 and 2/3
-    parts = [f2[:split], f2[split:]]
-    labels = [y2[:split], y2[split:]]
+    parts, labels = [f2[:split], f2[split:]], [y2[:split], y2[split:]]
     shares = []
     for r in (0, 1):
         gb = GatheredBatch(r, parts, labels)
@@ -254,9 +238,8 @@ print(f"whole batch: {whole:.6f}; both splits reproduce its value and gradient")
 
 # %%
 toy_ids = torch.arange(12).repeat_interleave(4)
-toy_emb = torch.randn(12, 4, generator=gen, dtype=torch.float64)[toy_ids] + 0.5 * torch.randn(
-    48, 4, generator=gen, dtype=torch.float64
-)
+centres = torch.randn(12, 4, generator=gen, dtype=torch.float64)  # one per identity
+toy_emb = centres[toy_ids] + 0.5 * torch.randn(48, 4, generator=gen, dtype=torch.float64)
 mem = CrossBatchMemory(12)
 fn = get_loss("drsl")
 rows = []
@@ -268,17 +251,10 @@ for step, idx in enumerate(PKSampler(toy_ids, P=3, K=2, seed=0).batches(0)[: 4 i
     retrieved = lab if ref_l is None else torch.cat([lab, ref_l])
     pos = (lab[:, None] == retrieved[None, :]).sum(1) - 1
     neg = len(retrieved) - 1 - pos
-    rows.append(
-        {
-            "step": step,
-            "memory rows": len(mem),
-            "positives / anchor": pos.float().mean().item(),
-            "negatives / anchor": neg.float().mean().item(),
-            "loss": loss.item(),
-        }
-    )
+    rows.append([step, len(mem), pos.float().mean().item(), neg.float().mean().item(), loss.item()])
     mem.enqueue(emb, lab)  # after the loss
-steps_table = pd.DataFrame(rows)
+columns = ["step", "memory rows", "positives / anchor", "negatives / anchor", "loss"]
+steps_table = pd.DataFrame(rows, columns=columns)
 assert steps_table["memory rows"].max() == 12 and steps_table["memory rows"][0] == 0
 steps_table
 
@@ -292,9 +268,7 @@ wrong.enqueue(emb, lab)  # the mistake: enqueue the current batch before its los
 ref_e, ref_l, _ = wrong.references()
 own_copy = (emb[:, None, :] == ref_e[None, :, :]).all(-1) & (lab[:, None] == ref_l[None, :])
 wrong_loss = fn(emb, lab, ref_embeddings=ref_e, ref_labels=ref_l)
-print(
-    f"anchors with a copy of themselves at distance 0: {int(own_copy.any(1).sum())} of {len(lab)}"
-)
+print(f"anchors with a copy of themselves at distance 0: {own_copy.any(1).sum()} of {len(lab)}")
 print(f"last batch's loss, batch only: {fn(emb, lab):.4f}; with itself enqueued: {wrong_loss:.4f}")
 assert own_copy.any(1).all() and wrong_loss != fn(emb, lab)
 
@@ -313,29 +287,16 @@ assert own_copy.any(1).all() and wrong_loss != fn(emb, lab)
 # references. One process with $P = 4$ sees the same batches, so its losses must be equal.
 #
 # The full run launches `torchrun` (three fresh Python processes that each import PyTorch:
-# allow half a minute on a laptop). In fast mode (the test suite) the cell starts the same two
-# processes, with the same environment variables, gloo and `DistributedDataParallel`, by
-# forking this kernel (`drsl.explore.parallel.launch`), which skips those start-ups; only the
-# launcher differs. The suite also runs the real command line under `torchrun`
-# (`tests/test_train_ddp.py`).
+# allow half a minute on a laptop); fast mode (the test suite) forks the same two processes
+# from this kernel instead (`drsl.explore.parallel.torchrun_toy`): only the launcher differs.
+# The suite also runs the real command line under `torchrun` (`tests/test_train_ddp.py`).
 
 # %%
 steps = 3 if FAST else 10
-cmd = ["torchrun", "--standalone", "--nproc_per_node=2", "-m", "drsl.explore.parallel",
-       "--steps", str(steps), "--P", "2", "--K", "2", "--out", "run.json"]  # fmt: skip
-print(" ".join(cmd))
 t0 = time.perf_counter()
-if FAST:  # the same two gloo processes, forked from this kernel (no interpreter start-up)
-    two = launch(partial(toy_run, steps=steps, P=2, K=2), 2, start_method="fork")[0]
-else:
-    with tempfile.TemporaryDirectory() as tmp:
-        launcher = [sys.executable, "-m", "torch.distributed.run"] + cmd[1:-1]
-        out_file = Path(tmp) / "run.json"
-        proc = subprocess.run([*launcher, str(out_file)], cwd=repo_root(), capture_output=True,
-                              text=True, timeout=600)  # fmt: skip
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        two = json.loads(out_file.read_text())
+two, command = torchrun_toy(steps=steps, P=2, K=2, fork=FAST)  # FAST: forked from this kernel
 launch_s = time.perf_counter() - t0
+print(command)
 one = toy_run(steps=steps, P=4, K=2)
 runs = pd.DataFrame({"2 processes, P = 2 each": two["losses"], "1 process, P = 4": one["losses"]})
 runs["difference"] = runs.iloc[:, 0] - runs.iloc[:, 1]
@@ -348,24 +309,10 @@ runs
 # ## 6. On GPUs
 # The same command trains on GPUs: one process per GPU, `nccl` instead of `gloo`, each process
 # on `cuda:LOCAL_RANK` (nothing in the package calls `.cuda()`; devices follow the inputs).
-#
-# ```bash
-# # one machine, 4 GPUs: 4 processes, each a P x K batch of its own identities
-# torchrun --nproc_per_node=4 -m drsl train ...
-# # two machines with 8 GPUs each (run on both, node_rank 0 and 1)
-# torchrun --nnodes=2 --node_rank=0 --master_addr=HOST0 --master_port=29500 \
-#          --nproc_per_node=8 -m drsl train ...
-# ```
-#
-# What to keep in mind:
-# - $P$ is per process: the global batch is $W \cdot P \cdot K$ images and every anchor sees
-#   the negatives of all of them. A larger global batch usually wants a larger learning rate
-#   (linear scaling with a warm-up, Goyal et al. 2017); the loss itself needs no change.
-# - BatchNorm: on CUDA `drsl.train.distributed.wrap_model` converts it to `SyncBatchNorm`, so
-#   its statistics are those of the global batch. PyTorch's SyncBatchNorm runs on GPUs only; on
-#   the CPU each process normalises with its own batch, and a model with BatchNorm then differs
-#   slightly from one process (the toy network above has none).
-# - Only rank 0 writes logs, checkpoints and progress; evaluation runs once.
+# The README's section "Several processes: `torchrun`" is the one home of the launch commands
+# and of what to keep in mind: $P$ is per process, so the global batch is $W \cdot P \cdot K$
+# images (a larger one usually wants a larger learning rate, Goyal et al. 2017); BatchNorm
+# becomes `SyncBatchNorm` on CUDA only (the toy network above has none); rank 0 alone writes.
 #
 # The context each process reads from torchrun's variables (here for the fourth process of
 # eight, on the CPU):
@@ -378,10 +325,9 @@ assert not ctx.is_main and ctx.backend == "gloo"
 
 # %% [markdown]
 # ## 7. Mixed precision
-# `--amp` runs the model's forward pass under autocast: bfloat16 on the CPU; on CUDA bfloat16
-# where the GPU has it, else float16 with a gradient scaler (`drsl.train.precision`). The
-# losses run outside autocast, on float32 copies of the outputs (`to_float32`), so the loss
-# is computed, and returned, in float32.
+# `--amp` runs the model's forward pass under autocast (`drsl.train.precision`; the README's
+# "Mixed precision" gives the types per device). The losses run outside autocast, on float32
+# copies of the outputs (`to_float32`), so the loss is computed, and returned, in float32.
 
 # %%
 net = ReIDNet(8, base_width=4)
@@ -414,20 +360,17 @@ for step, idx in enumerate(PKSampler(toy_ids, P=3, K=2, seed=0).batches(0)[: 4 i
     emb, lab = toy_emb[idx], toy_ids[idx]
     ref_e, ref_l, _ = ours.references()
     kw = {} if ref_e is None else {"ref_embeddings": ref_e, "ref_labels": ref_l}
-    pml_rows.append(
-        {"step": step, "drsl": fn(emb, lab, **kw).item(), "PML": pml_memory(emb, lab).item()}
-    )
+    pml_rows.append([step, fn(emb, lab, **kw).item(), pml_memory(emb, lab).item()])
     ours.enqueue(emb, lab)
-pml_table = pd.DataFrame(pml_rows)
+pml_table = pd.DataFrame(pml_rows, columns=["step", "drsl", "PML"])
 assert np.allclose(pml_table["drsl"], pml_table["PML"], rtol=0, atol=1e-12)
 assert torch.equal(PMLDRSLoss()(emb, lab), drsl_loss(emb, lab))  # the batch alone: identical
 pml_table
 
 # %% [markdown]
 # **ONNX** takes a trained model out of Python: `drsl export CHECKPOINT --onnx OUT.onnx`
-# (`drsl.train.export.export_onnx`) writes the embedding network in eval mode, the evaluation
-# transform included, for uint8 images of any batch size; onnxruntime then gives the same
-# embeddings as PyTorch (the tests check the whole test split and the mAP).
+# (`drsl.train.export.export_onnx`; the README's section "Export" says what it writes), and
+# onnxruntime gives the same embeddings as PyTorch.
 
 # %%
 shipped = repo_root() / "data" / "checkpoints" / "ce_drsl.pt"
@@ -435,10 +378,8 @@ onnx_file = export_onnx(shipped, Path(tempfile.mkdtemp()) / "ce_drsl.onnx")
 shipped_model = load_model(shipped).model
 some_images = torch.randint(0, 256, (5, 3, 64, 32), dtype=torch.uint8, generator=gen)
 onnx_gap = (onnx_embed(onnx_file, some_images) - embed(shipped_model, some_images)).abs().max()
-print(
-    f"{onnx_file.name}: {onnx_file.stat().st_size / 1e6:.1f} MB; "
-    f"largest difference from PyTorch {onnx_gap:.1e}"
-)
+size_mb = onnx_file.stat().st_size / 1e6
+print(f"{onnx_file.name}: {size_mb:.1f} MB; largest difference from PyTorch {onnx_gap:.1e}")
 assert onnx_gap <= 1e-5
 
 # %% [markdown]
@@ -452,8 +393,7 @@ assert onnx_gap <= 1e-5
 #   process enqueues the global batch.
 # - Data-parallel training: each process's batch as anchors, the others gathered with gradient
 #   as references, the loss scaled by $c_r = W n_r / \sum_v n_v$ (1 for a sharded PK batch):
-#   DDP's averaged gradient is then the one-process gradient of the concatenated batch, and
-#   the two-process run above matched the one-process run.
+#   DDP's averaged gradient is then the one-process gradient of the concatenated batch.
 # - Outside drsl: `drsl.integrations.pml.DRSLoss` is DRSL inside pytorch-metric-learning (and
 #   its `CrossBatchMemory`), and `drsl export --onnx` takes a trained model out of Python.
 #
@@ -465,8 +405,7 @@ assert onnx_gap <= 1e-5
 # Count the positives and negatives one anchor of process 0 sees (batch plus gathered
 # references) and compare the ratio with `pk_pos_neg_ratio`.
 #
-# *Your answer* (the next code cell) defines `W8`, `n_pos` and `n_neg`;
-# the cell after it checks them.
+# *Your answer* (the next code cell) defines `W8`, `n_pos`, `n_neg`; the cell after it checks them.
 
 # %% [markdown] tags=["solution"]
 # **Solution 1.** The references are the other seven batches, all negatives: the anchor sees
@@ -494,8 +433,7 @@ assert np.isclose(n_pos / n_neg, pk_pos_neg_ratio(W8 * 16, 4))
 # **Exercise 2.** Section 3's uneven split scaled each process's loss by $c_r$. Drop the
 # scale (use $c_r = 1$): which property breaks, and by how much?
 #
-# *Your answer* (the next code cell) defines `unscaled`;
-# the cell after it checks it.
+# *Your answer* (the next code cell) defines `unscaled`; the cell after it checks it.
 
 # %% [markdown] tags=["solution"]
 # **Solution 2.** The plain mean of the two per-process losses weighs process 1's four
@@ -524,8 +462,7 @@ assert not torch.isclose(unscaled, whole.detach(), atol=1e-6, rtol=0)
 # $N$ identities of equal size, section 1's estimate)? Could a memory ever reach $1 : 1000$ on a
 # Market-sized set?
 #
-# *Your answer* (the next code cell) defines `limit` and `est`;
-# the cell after it checks them.
+# *Your answer* (the next code cell) defines `limit` and `est`; the cell after it checks them.
 
 # %% [markdown] tags=["solution"]
 # **Solution 3.** For large $R$ the estimate tends to $(R/N) / (R - R/N) = 1/(N-1)$: the

@@ -54,6 +54,20 @@ def test_pk_ratio_curves_follow_the_formula():
     plt.close("all")
 
 
+def test_memory_squares_sit_on_the_curve_at_the_batch_with_the_same_ratio():
+    memory = {1024: 0.01, 4096: 0.002}
+    fig = plots.plot_pk_ratio(np.arange(2, 4000), K_values=(4,), mark=(16, 4), memory=memory)
+    ax = fig.axes[0]
+    squares = [c.get_offsets()[0] for c in ax.collections]
+    assert len(squares) == 2 and ax.get_xscale() == "log"
+    for (p, ratio), want in zip(squares, memory.values(), strict=True):
+        assert ratio == pytest.approx(want)
+        assert pk_pos_neg_ratio(p, 4) == pytest.approx(want)  # on the K = 4 curve
+    with pytest.raises(ValueError, match="needs mark"):
+        plots.plot_pk_ratio(mark=None, memory=memory)
+    plt.close("all")
+
+
 def test_protocol_example_ranks_only_kept_items():
     d = [0.2, 0.35, 0.4, 0.5, 0.55, 0.7]
     gp = [7, 7, 3, 0, -1, 7]

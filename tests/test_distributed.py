@@ -297,3 +297,18 @@ def test_one_process_is_the_plain_loss_and_extra_references_pass_through():
     want = fn(f, y, ref_embeddings=mem[0], ref_labels=mem[1])
     assert data_parallel_loss(fn, f, y, extra_references=mem) == want
     assert data_parallel_loss(fn, f, y, extra_references=(None, None, None)) == fn(f, y)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork: Linux only")
+def test_the_notebooks_forked_toy_run_equals_one_process_and_names_its_torchrun_command():
+    import torch._dynamo  # noqa: F401  (imported once here, inherited by the forked children)
+
+    from drsl.explore.parallel import torchrun_toy
+
+    two, command = torchrun_toy(steps=2, P=2, K=2, fork=True, timeout_s=240)
+    one = toy_run(steps=2, P=4, K=2)
+    assert two["world_size"] == 2 and len(two["losses"]) == 2
+    assert two["losses"] == pytest.approx(one["losses"], abs=1e-10, rel=0)
+    assert command == (
+        "torchrun --standalone --nproc_per_node=2 -m drsl.explore.parallel --steps 2 --P 2 --K 2"
+    )

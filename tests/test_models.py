@@ -34,6 +34,21 @@ def test_forward_shapes_train_and_eval(backbone):
     torch.testing.assert_close(emb, ref)
 
 
+def test_pre_bn_features_undo_the_bnneck_of_eval_embeddings():
+    torch.manual_seed(0)
+    net = ReIDNet(5, base_width=4)
+    net(torch.randn(8, 3, 32, 16))  # one training step's batch moves the running statistics
+    net.eval()
+    x = torch.randn(4, 3, 32, 16)
+    pre = net.projection(net.backbone(x))
+    torch.testing.assert_close(net.pre_bn_features(net(x)), pre)
+    torch.testing.assert_close(net.bnneck(net.pre_bn_features(net(x))), net(x))
+    with torch.no_grad():
+        net.bnneck.weight[0] = 0.0
+    with pytest.raises(ValueError, match="cannot be undone"):
+        net.pre_bn_features(net(x))
+
+
 def test_bnneck_details():
     net = ReIDNet(5, base_width=2)
     assert not net.bnneck.bias.requires_grad  # no shift (Luo et al.)

@@ -65,6 +65,18 @@ def test_source_follows_the_template(src):
     assert "ccc" not in kinds, f"{src.name}: three code cells in a row without prose"
 
 
+MAX_LINES = 500  # one lesson per notebook: about this many lines of jupytext source at most
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.name)
+def test_each_notebook_is_one_lesson_of_at_most_500_lines(src):
+    lines = len(src.read_text().splitlines())
+    assert lines <= MAX_LINES, (
+        f"{src.name} has {lines} lines (at most {MAX_LINES}): move logic into drsl, link to the "
+        "notebook that already teaches a part, or split a second lesson off"
+    )
+
+
 @pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.name)
 def test_notebook_imports_drsl_and_defines_no_package_function(src):
     code = "\n".join(c.source for c in jupytext.read(src).cells if c.cell_type == "code")

@@ -173,6 +173,27 @@ def test_histograms_normalised_and_shared_edges(data):
         PG.plot_pair_histograms(geo, kind="cosine")
 
 
+def test_histograms_by_model_share_angle_edges_but_not_distance_edges(data):
+    geo = data["geo"]
+    other = G.pair_geometry(
+        2 * data["qf"], data["gf"], data["qp"], data["gp"], data["qc"], data["gc"]
+    )
+    geoms = {"a": geo, "b": other}
+    fig = PG.plot_pair_histograms_by_model(geoms, kind="angle", bins=30)
+    assert [ax.get_title() for ax in fig.axes[:2]] == ["a: angles", "b: angles"]
+    starts = [_bars_by_colour(ax)["pos_x"] for ax in fig.axes[:2]]
+    np.testing.assert_allclose(starts[0], starts[1])  # one scale for both models
+    lo = min(g.angle[g.pos_mask | g.neg_mask].min() for g in geoms.values())
+    assert starts[0][0] == pytest.approx(lo)
+    fig = PG.plot_pair_histograms_by_model(geoms, kind="distance", bins=30)
+    widths = [np.ptp(_bars_by_colour(ax)["pos_x"]) for ax in fig.axes[:2]]
+    assert widths[0] != pytest.approx(widths[1])  # each model on its own distance scale
+    with pytest.raises(ValueError, match="one per model"):
+        PG.plot_pair_histograms_by_model(geoms, axes=fig.axes[:1])
+    with pytest.raises(ValueError, match="empty"):
+        PG.plot_pair_histograms_by_model({})
+
+
 def test_pair_ecdf_one_curve_per_model_and_class_each_reaching_one(data):
     geo = data["geo"]
     other = G.pair_geometry(

@@ -95,6 +95,7 @@ PUBLIC = {
         "spearman_per_query",
         "tsne",
     ),
+    "drsl.geometry_reading": ("WORDS", "GeometryReading", "geometry_reading"),
     "drsl.distances": (
         "chunked_euclidean",
         "indexed_cosine",
@@ -211,7 +212,7 @@ PUBLIC = {
         "toy_batch",
         "train_toy",
     ),
-    "drsl.explore.parallel": ("free_port", "launch", "main", "toy_run"),
+    "drsl.explore.parallel": ("free_port", "launch", "main", "torchrun_toy", "toy_run"),
     "drsl.widgets": (
         "BatchExplorer",
         "Explorer",

@@ -3,7 +3,8 @@
 Training itself is launched with ``torchrun -m drsl train``. Here :func:`launch` starts ``W``
 processes from Python (a free localhost port, ``torch.multiprocessing``), and :func:`toy_run` /
 :func:`main` are the few-step check the scale notebook runs under ``torchrun
---nproc_per_node=2 -m drsl.explore.parallel``.
+--nproc_per_node=2 -m drsl.explore.parallel`` (:func:`torchrun_toy` launches it, or forks the
+same processes).
 
 Reference: PyTorch ``torch.multiprocessing`` and ``torchrun`` docs.
 """
@@ -14,10 +15,12 @@ import argparse
 import json
 import os
 import socket
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +35,7 @@ from drsl.train.distributed import (
     wrap_model,
 )
 
-__all__ = ["free_port", "launch", "toy_run", "main"]
+__all__ = ["free_port", "launch", "toy_run", "torchrun_toy", "main"]
 
 
 def free_port() -> int:
@@ -183,6 +186,46 @@ def toy_run(
         opt.step()
         losses.append(reduce_means({"loss": value})["loss"])
     return {"world_size": ctx.world_size, "losses": losses, "weights": net[0].weight.detach()}
+
+
+def torchrun_toy(
+    *, steps: int = 3, P: int = 2, K: int = 2, nproc: int = 2, fork: bool = False,
+    timeout_s: float = 600.0,
+) -> tuple[dict[str, Any], str]:  # fmt: skip
+    """:func:`toy_run` in ``nproc`` gloo processes, launched as a shell would: ``torchrun``.
+
+    ``torchrun`` starts ``nproc + 1`` fresh interpreters that each import PyTorch (half a
+    minute on a laptop). With ``fork`` the same ``nproc`` processes, with the same environment
+    variables, gloo and ``DistributedDataParallel``, are forked from this one instead
+    (:func:`launch`, Linux): only the launcher differs.
+
+    Args:
+        steps (int): SGD steps. P (int): identities per process. K (int): instances per
+            identity. nproc (int): processes. fork (bool): fork instead of ``torchrun``.
+        timeout_s (float): the launch fails after this many seconds.
+
+    Returns:
+        tuple[dict, str]: rank 0's ``{"world_size", "losses"}`` and the ``torchrun`` command.
+
+    Raises:
+        RuntimeError: ``torchrun`` exited with an error (the end of its stderr).
+    """
+    cmd = ["torchrun", "--standalone", f"--nproc_per_node={nproc}", "-m", "drsl.explore.parallel",
+           "--steps", str(steps), "--P", str(P), "--K", str(K)]  # fmt: skip
+    if fork:
+        run = partial(toy_run, steps=steps, P=P, K=K)
+        out = launch(run, nproc, start_method="fork", timeout_s=timeout_s)[0]
+        return {"world_size": out["world_size"], "losses": out["losses"]}, " ".join(cmd)
+    from drsl.config import repo_root
+
+    with tempfile.TemporaryDirectory(prefix="drsl-torchrun-") as tmp:
+        out_file = Path(tmp) / "run.json"
+        launcher = [sys.executable, "-m", "torch.distributed.run", *cmd[1:], "--out", str(out_file)]
+        proc = subprocess.run(launcher, cwd=repo_root(), capture_output=True, text=True,
+                              timeout=timeout_s)  # fmt: skip
+        if proc.returncode != 0:
+            raise RuntimeError(f"torchrun exited with {proc.returncode}: {proc.stderr[-3000:]}")
+        return json.loads(out_file.read_text()), " ".join(cmd)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -32,7 +32,9 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "plot_identities_across_cameras", "plot_dataset_statistics", "plot_pk_ratio",
         "plot_protocol_example",
     ),
-    "geometry": ("plot_tsne", "plot_pair_histograms", "plot_pair_ecdf"),
+    "geometry": (
+        "plot_tsne", "plot_pair_histograms", "plot_pair_histograms_by_model", "plot_pair_ecdf",
+    ),
     "rank_in_rank": ("plot_rank_in_rank", "plot_spearman_by_model"),
     "ranking": ("plot_ranking",),
     "explore": (

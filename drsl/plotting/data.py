@@ -10,7 +10,7 @@ Reference: Zheng et al., ICCV 2015 (Market-1501 protocol); Hermans et al. 2017 (
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -163,14 +163,21 @@ def plot_pk_ratio(
     K_values: Sequence[int] = (2, 4, 8),
     *,
     mark: tuple[int, int] | None = (16, 4),
+    memory: Mapping[int, float] | None = None,
     ax=None,
 ) -> Figure:
     """Positives per negative of one anchor in a PK batch, ``(K-1)/((P-1)K)``, against P.
+
+    With ``memory``, each ratio that a cross-batch memory of ``R`` rows gives the ``mark``
+    batch is a square on the ``K`` curve, at the ``P`` of the batch-only PK batch with the same
+    ratio, ``1 + (K-1) / (K * ratio)``: a memory is worth that many identities in the batch.
 
     Args:
         P_values (Sequence[int]): identities per batch (each >= 2).
         K_values (Sequence[int]): instances per identity, one curve each.
         mark (tuple[int, int], optional): a ``(P, K)`` to point at (the usual 16 x 4).
+        memory (Mapping[int, float], optional): ``{R: positives per negative}`` of the ``mark``
+            batch with a memory of ``R`` rows (needs ``mark``); the x-axis turns logarithmic.
         ax (Axes, optional): where to draw.
 
     Returns:
@@ -202,8 +209,25 @@ def plot_pk_ratio(
     ax.set_xlabel("P (identities per batch)")
     ax.set_ylabel("positives : negatives per anchor")
     ax.set_title("PK batches are imbalanced: (K-1) / ((P-1) K)", fontsize=10)
+    if memory:
+        _mark_memory(ax, memory, mark, P)
     ax.legend(frameon=False)
     return fig
+
+
+def _mark_memory(ax, memory: Mapping[int, float], mark, P: np.ndarray) -> None:
+    if mark is None:
+        raise ValueError("memory needs mark: the (P, K) batch the memory is added to")
+    k = mark[1]
+    for rows, ratio in memory.items():
+        p_equiv = 1 + (k - 1) / (k * ratio)  # the batch-only P with the same ratio
+        ax.scatter([p_equiv], [ratio], marker="s", zorder=3)
+        ax.annotate(f"memory R = {rows}", (p_equiv, ratio), textcoords="offset points",
+                    xytext=(4, 4), fontsize=9)  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlim(P.min(), P.max())
+    ax.set_title("positives per negative: batch only (line) and with a memory (squares)",
+                 fontsize=10)  # fmt: skip
 
 
 def plot_protocol_example(

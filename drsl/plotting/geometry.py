@@ -32,6 +32,7 @@ __all__ = [
     "NEG_COLOR",
     "plot_tsne",
     "plot_pair_histograms",
+    "plot_pair_histograms_by_model",
     "plot_pair_ecdf",
 ]
 
@@ -283,6 +284,55 @@ def plot_pair_histograms(
     ax.set_ylabel("share of pairs per bin" if normalize else "number of pairs")
     ax.set_title(title if title is not None else f"Positive vs negative pairs: {_KIND_LABEL[kind]}")
     return fig
+
+
+def plot_pair_histograms_by_model(
+    geoms: Mapping[str, PairGeometry],
+    *,
+    kind: str = "distance",
+    bins: int = 50,
+    axes=None,
+) -> Figure:
+    """:func:`plot_pair_histograms` of several models side by side, one panel per model.
+
+    Angles need no common scale, so with ``kind="angle"`` every panel gets the same ``bins``
+    edges, spanning the kept pairs' angles of all models. Distances keep each model's own
+    edges: nothing fixes the norm of a feature, so compare the shapes and the legends'
+    statistics, not positions on the x-axis.
+
+    Args:
+        geoms (Mapping[str, PairGeometry]): display name -> that model's pairs (at least one).
+        kind (str): ``"distance"`` or ``"angle"``. Default distance.
+        bins (int): bins per panel. Default 50.
+        axes (sequence of Axes, optional): one per model; default a new row of panels.
+
+    Returns:
+        matplotlib.figure.Figure: the figure, one panel per model titled
+        ``"<name>: distances"`` (or ``angles``).
+
+    Example:
+        >>> import torch
+        >>> from drsl.geometry import batch_geometry
+        >>> g = batch_geometry(torch.randn(8, 3, generator=torch.Generator().manual_seed(0)),
+        ...                    torch.arange(4).repeat_interleave(2))
+        >>> len(plot_pair_histograms_by_model({"A": g, "B": g}, kind="angle").axes)
+        2
+    """
+    if not geoms:
+        raise ValueError("geoms is empty: pass at least one model's pairs")
+    if axes is None:
+        size = (6.5 * len(geoms), 4.2)
+        _, grid = plt.subplots(1, len(geoms), figsize=size, layout="constrained", squeeze=False)
+        axes = grid[0]
+    if len(axes) != len(geoms):
+        raise ValueError(f"{len(axes)} axes for {len(geoms)} models: pass one per model")
+    edges: int | np.ndarray = bins
+    kept = np.concatenate([g.values(kind)[g.pos_mask | g.neg_mask] for g in geoms.values()])
+    if kind == "angle" and kept.size:
+        edges = np.linspace(kept.min(), kept.max(), bins + 1)
+    for ax, (name, geom) in zip(axes, geoms.items(), strict=True):
+        plot_pair_histograms(geom, kind=kind, bins=edges, ax=ax, title=f"{name}: {kind}s")
+    return axes[0].figure
 
 
 def plot_pair_ecdf(
