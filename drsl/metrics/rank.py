@@ -23,7 +23,7 @@ from torch import Tensor
 
 from drsl.config import torch_threads
 from drsl.distances import chunked_euclidean, pairwise_cosine
-from drsl.metrics._count import rank_blocks
+from drsl.metrics._blocks import rank_blocks
 from drsl.metrics.protocol import Gallery, as_ids
 
 __all__ = ["AP_MODES", "RankResult", "average_precision", "evaluate_rank", "evaluate_embeddings"]
