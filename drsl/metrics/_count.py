@@ -61,25 +61,31 @@ class Columns:
 
     Attributes:
         junk (bool): some column is junk.
-        junk_inf (Tensor): ``ng`` float32, ``inf`` at junk columns, 0 elsewhere (added to the
-            distances, it sends the junk past every match).
         kept (Tensor): ``ng`` bool, the columns that are not junk.
-        cap (method): the per-column ceilings of the bucket numbers (:func:`_by_buckets`).
     """
 
     def __init__(self, gal: Gallery) -> None:
         self.junk = bool(gal.junk_cols.numel())
         self.kept = ~gal.junk
-        inf = torch.tensor(float("inf"), device=gal.junk.device)
-        self.junk_inf = torch.where(gal.junk, inf, 0.0)
-        self._spread = torch.arange(gal.junk.numel(), device=gal.junk.device) % _SPREAD
-        self._caps: dict[float, Tensor] = {}
+        self._bounds: dict[float, tuple[Tensor, Tensor]] = {}
 
-    def cap(self, top: float) -> Tensor:
-        """``ng`` float32 ceilings ``top + column % _SPREAD``."""
-        if top not in self._caps:
-            self._caps[top] = (self._spread + top).float()
-        return self._caps[top]
+    def bounds(self, past: float) -> tuple[Tensor, Tensor]:
+        """``ng`` float32 floors and ceilings of the scaled distances (:func:`_by_buckets`).
+
+        Args:
+            past (float): the first value past every match.
+
+        Returns:
+            tuple[Tensor, Tensor]: floors (-1, or the ceiling for junk, which so never counts)
+            and ceilings ``past + column % _SPREAD`` (by column to one of a few buckets: one
+            bucket for all would make each count wait for the previous one; measured,
+            ``bincount`` took 2.5x longer).
+        """
+        if past not in self._bounds:
+            dev = self.kept.device
+            cap = (torch.arange(self.kept.numel(), device=dev) % _SPREAD + past).float()
+            self._bounds[past] = (torch.where(self.kept, -1.0, cap), cap)
+        return self._bounds[past]
 
 
 class SameId:
@@ -313,12 +319,10 @@ def _by_buckets(d, pairs, columns: Columns, lo_hi, mt: _Matches, ws: Workspace):
     near, scale = found
     u = ws.get(d.shape, torch.float32, d.device)
     torch.sub(d, near[:, None], out=u)  # finite: |d - near| <= max - min < float32 max
-    if columns.junk:
-        u.add_(columns.junk_inf)  # inf: past every match
-    u.mul_(scale[:, None]).clamp_(min=-1.0)  # no NaN: finite scale, no 0 * inf
-    # past the matches, by column to one of _SPREAD buckets: one bucket for all would make
-    # every count wait for the previous one (measured: bincount 2.5x slower)
-    torch.minimum(u, columns.cap(nbk + 2.0), out=u)
+    u.mul_(scale[:, None])  # no NaN: a finite scale, never 0 * inf
+    floor, cap = columns.bounds(nbk + 2.0)
+    torch.maximum(u, floor, out=u)  # -1, or past every match for the junk
+    torch.minimum(u, cap, out=u)  # past every match: by column, see Columns.bounds
     u.add_((torch.arange(c, device=d.device, dtype=torch.float32) * nb + 1)[:, None])
     # int32: bincount and index_select are twice as fast as with int64 (measured here)
     b = ws.get(d.shape, torch.int32, d.device).copy_(u).view(-1)
@@ -327,7 +331,9 @@ def _by_buckets(d, pairs, columns: Columns, lo_hi, mt: _Matches, ws: Workspace):
     b.index_put_((flat,), (rows * nb + nbk + 3).to(torch.int32))  # same-id items: past all
     shared = torch.zeros(c * nb, dtype=torch.bool, device=d.device)
     shared.index_fill_(0, match_bucket, True)  # buckets with a match: exact comparisons there
-    counts = torch.bincount(b, minlength=c * nb).masked_fill_(shared, 0).view(c, nb)
-    below = (torch.cumsum(counts, dim=1) - counts).view(-1)  # items in lower plain buckets
+    counts = torch.bincount(b, minlength=c * nb).masked_fill_(shared, 0)
+    upto = torch.cumsum(counts.view(c, nb), dim=1).view(-1)
+    # per match: the items in lower plain buckets of its row (its own bucket holds none)
+    below = upto.index_select(0, match_bucket)
     found = _flatnonzero(shared.index_select(0, b))
-    return below.index_select(0, match_bucket), mt.histogram(found, d)
+    return below, mt.histogram(found, d)
