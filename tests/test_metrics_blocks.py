@@ -78,7 +78,7 @@ def test_results_are_bit_identical_across_inputs_blocks_and_threads(monkeypatch,
     monkeypatch.setattr(_count, "_MANY_SHARE", share)
     d, qp, gp, qc, gc = case(7, nq=40, ng=300, levels=9)
     ref = evaluate_market(d, qp, gp, qc, gc)
-    first = None
+    first, before = None, torch.get_num_threads()
     for sub, threads in [(1 << 20, 1), (300, 1), (700, 2), (301, 4)]:
         monkeypatch.setattr(_blocks, "_SUB_ELEMENTS", sub)
         torch.set_num_threads(threads)  # evaluate_rank counts on the caller's torch threads
@@ -89,7 +89,7 @@ def test_results_are_bit_identical_across_inputs_blocks_and_threads(monkeypatch,
                 for f in FIELDS:
                     np.testing.assert_array_equal(getattr(r, f), getattr(first, f))
         finally:
-            torch.set_num_threads(1)
+            torch.set_num_threads(before)
     np.testing.assert_array_equal(first.cmc, ref["cmc"])
     assert first.mINP == ref["mINP"]
     assert first.mAP == pytest.approx(ref["mAP"], rel=0, abs=1e-12)
@@ -113,3 +113,18 @@ def test_sub_blocks_never_cross_a_block():
     assert subs[0] == (0, 4) and subs[-1] == (49, 50)
     assert all(s // 7 == (e - 1) // 7 for s, e in subs)
     assert [i for s, e in subs for i in range(s, e)] == list(range(50))
+
+
+def test_non_finite_rows_are_named_from_any_sub_block_and_thread(small_sub_blocks):
+    d, qp, gp, qc, gc = case(3)
+    d[[5, 17], [2, 40]] = [np.nan, np.inf]
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        with pytest.raises(ValueError, match=r"NaN in query rows 5\b"):
+            evaluate_rank(d, qp, gp, qc, gc, chunk_size=4)
+        d[5, 2] = 0.0
+        with pytest.raises(ValueError, match=r"inf in query rows 17\b"):
+            evaluate_rank(torch.from_numpy(d), qp, gp, qc, gc)
+    finally:
+        torch.set_num_threads(before)

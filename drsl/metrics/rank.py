@@ -1,9 +1,10 @@
 """CMC, mAP and mINP of a query x gallery distance matrix under the Market-1501 protocol.
 
 The gallery roles come from :mod:`drsl.metrics.protocol`; the ranks of the matches are counted
-block by block (:mod:`drsl.metrics._count`), never sorted, with ties in gallery order, exactly
-as ``np.argsort(..., kind="stable")`` would order them. :mod:`drsl.metrics.reference` has the
-same metrics as a short per-query loop.
+(:mod:`drsl.metrics._count`), never sorted, with ties in gallery order, exactly as
+``np.argsort(..., kind="stable")`` would order them, in cache-sized sub-blocks of queries spread
+over the torch threads (:mod:`drsl.metrics._blocks`); the results do not depend on the thread
+count. :mod:`drsl.metrics.reference` has the same metrics as a short per-query loop.
 
 Reference: Zheng et al., "Scalable Person Re-identification: A Benchmark", ICCV 2015 (protocol,
 Market AP); Ye et al., "Deep Learning for Person Re-identification: A Survey and Outlook",
@@ -32,6 +33,7 @@ AP_MODES = ("noninterp", "market")
 """The two AP conventions: torchreid/fast-reid's non-interpolated AP, Market's trapezoid AP."""
 
 _DEFAULT_BLOCK_ELEMENTS = 1 << 22  # query rows per block = this // gallery size (~4M entries)
+# (the block is the unit of the scores; the counting cuts it into smaller sub-blocks)
 
 ArrayLike = np.ndarray | Tensor | Sequence
 
@@ -293,7 +295,7 @@ def evaluate_rank(
 
     Args:
         distmat (np.ndarray or Tensor): ``nq x ng`` finite distances, float or int, any device
-            (the computation runs there).
+            (the computation runs there; on the CPU on ``torch.get_num_threads()`` threads).
         q_pids (array-like): ``nq`` query identities.
         g_pids (array-like): ``ng`` gallery identities (0 distractor, -1 junk).
         q_camids (array-like): ``nq`` query cameras.
