@@ -24,8 +24,9 @@ Market-1501: 2793 distractors (pid 0), 3819 junk (pid -1), the rest from the que
 Features are identity centres plus noise (``--noise``; a trained-model-like mAP) or pure noise
 (``--random``, the worst case: every gallery item can precede the farthest match).
 
-Run: ``.venv/bin/python benchmarks/bench_metrics.py [--repeats 3] [--baseline old_metrics.py]
-[--out results/metrics.md]``.
+Run: ``PYTHONPATH=. .venv/bin/python benchmarks/bench_metrics.py [--repeats 3] [--baseline
+old_metrics.py] [--out results/metrics.md]`` (``PYTHONPATH=.``: the checkout's ``drsl``, not an
+installed copy from another checkout).
 """
 
 from __future__ import annotations
