@@ -4,14 +4,16 @@ Measures, in one process, the time and peak memory of
 
 - the **floor**: the distance matrix alone, ``torch.cdist(q, g)``;
 - ``pairwise_euclidean(q, g)`` (drsl.distances, inference path: no gradient);
-- ``evaluate_rank(pairwise_euclidean(q, g), ...)``: distances + the Market-protocol ranking;
+- ``evaluate_rank(pairwise_euclidean(q, g), ...)``: distances + the Market-protocol ranking,
+  on the tensor and on its NumPy view;
 - ``evaluate_embeddings(q, g, ...)``: the same, block by block (never the full matrix);
-- ``evaluate_rank(distmat)`` alone: the ranking step;
-- with ``--baseline FILE`` (an earlier ``drsl/metrics`` module saved as one file, e.g. by
-  ``git show 961dcdf:drsl/metrics/__init__.py > old_metrics.py``): its ranking on the same
-  matrix (checked to give the same per-query AP) and, as "before", its total with the
-  distances built the old way (saved-for-backward tensors, as ``pairwise_euclidean`` did
-  under ``no_grad`` before);
+- ``evaluate_rank(distmat)`` alone: the ranking step, on the tensor, its NumPy view and a
+  float64 NumPy copy;
+- with ``--baseline FILE`` (an earlier ranking saved as one file, e.g. by
+  ``{ git show REV:drsl/metrics/_count.py; git show REV:drsl/metrics/rank.py | grep -v
+  -e '^from __future__' -e '^from drsl.metrics._count'; } > old_metrics.py``): its ranking on
+  the same matrices (checked to give bit-identical CMC, AP, INP and first-match ranks) and,
+  as "before", its total on the same distances;
 - a torchreid-style loop (full ``argsort`` per row, then one query at a time) on a subset of
   queries, scaled to all queries, for scale.
 
@@ -22,8 +24,9 @@ Market-1501: 2793 distractors (pid 0), 3819 junk (pid -1), the rest from the que
 Features are identity centres plus noise (``--noise``; a trained-model-like mAP) or pure noise
 (``--random``, the worst case: every gallery item can precede the farthest match).
 
-Run: ``.venv/bin/python benchmarks/bench_metrics.py [--repeats 3] [--baseline old_metrics.py]
-[--out results/metrics.md]``.
+Run: ``PYTHONPATH=. .venv/bin/python benchmarks/bench_metrics.py [--repeats 3] [--baseline
+old_metrics.py] [--out results/metrics.md]`` (``PYTHONPATH=.``: the checkout's ``drsl``, not an
+installed copy from another checkout).
 """
 
 from __future__ import annotations
@@ -117,19 +120,19 @@ def torchreid_style(distmat: np.ndarray, q_pids, g_pids, q_camids, g_camids, max
     return float(np.mean(aps))
 
 
-def _distances_then_rank(q, g, qp, gp, qc, gc):
-    return evaluate_rank(pairwise_euclidean(q, g), qp, gp, qc, gc)
-
-
-def _old_distances(q, g):
-    """The distance matrix as it was built before the inference path: with the tensors saved
-    for a backward pass (what ``pairwise_euclidean`` did under ``no_grad`` too)."""
-    with torch.enable_grad():
-        return pairwise_euclidean(q.requires_grad_(True), g).detach()
+def _distances_then_rank(q, g, qp, gp, qc, gc, numpy=False):
+    dist = pairwise_euclidean(q, g)
+    return evaluate_rank(dist.numpy() if numpy else dist, qp, gp, qc, gc)
 
 
 def _old_total(old, q, g, qp, gp, qc, gc):
-    return old.evaluate_rank(_old_distances(q, g), qp, gp, qc, gc)
+    return old.evaluate_rank(pairwise_euclidean(q, g), qp, gp, qc, gc)
+
+
+def _same(a, b) -> bool:
+    """Bit-identical results: CMC, every AP and INP, the valid queries and first matches."""
+    keys = ("cmc", "all_AP", "all_INP", "valid_queries", "first_match_rank")
+    return all(np.array_equal(getattr(a, k), getattr(b, k)) for k in keys)
 
 
 def load_baseline(path: Path):
@@ -159,26 +162,34 @@ def run(args) -> str:
     for label, noise, random in scenarios:
         q, g, qp, gp, qc, gc = market_like(0, noise, random)
         ids = (qp, gp, qc, gc)
-        rows = {k: [] for k in ("floor", "dist", "full", "chunked", "rank", "old", "old_rank")}
+        keys = ("floor", "dist", "full", "full_np", "chunked", "rank", "rank_np", "rank_np64")
+        rows = {k: [] for k in (*keys, "old", "old_rank", "old_rank_np64")}
         with torch.no_grad():
             for _ in range(args.repeats):
                 rows["floor"].append(measure(partial(torch.cdist, q, g)))
                 rows["dist"].append(measure(partial(pairwise_euclidean, q, g)))
                 rows["full"].append(measure(partial(_distances_then_rank, q, g, *ids)))
+                rows["full_np"].append(measure(partial(_distances_then_rank, q, g, *ids, True)))
                 rows["chunked"].append(measure(partial(evaluate_embeddings, q, g, *ids)))
                 if old is not None:
                     rows["old"].append(measure(partial(_old_total, old, q, g, *ids)))
             dist = rows["dist"][-1][2]
+            dist64 = dist.double().numpy()
             for _ in range(args.repeats):
                 rows["rank"].append(measure(partial(evaluate_rank, dist, *ids)))
+                rows["rank_np"].append(measure(partial(evaluate_rank, dist.numpy(), *ids)))
+                rows["rank_np64"].append(measure(partial(evaluate_rank, dist64, *ids)))
                 if old is not None:
                     rows["old_rank"].append(measure(partial(old.evaluate_rank, dist, *ids)))
+                    rank64 = partial(old.evaluate_rank, dist64, *ids)
+                    rows["old_rank_np64"].append(measure(rank64))
         t_floor = min(r[0] for r in rows["floor"])
         m_floor = max(r[1] for r in rows["floor"])
         res = rows["full"][0][2]
-        assert np.array_equal(res.all_AP, rows["rank"][0][2].all_AP)
+        for key in ("full_np", "rank", "rank_np", "old", "old_rank"):
+            assert not rows[key] or _same(res, rows[key][0][2]), f"{key} differs"
         if old is not None:
-            assert np.array_equal(res.all_AP, rows["old_rank"][0][2].all_AP), "baseline differs"
+            assert _same(rows["rank_np64"][0][2], rows["old_rank_np64"][0][2]), "float64 differs"
         lines.append(
             f"\n### {label}: mAP {res.mAP:.1%}, rank-1 {res.cmc[0]:.1%}, mINP {res.mINP:.1%}\n"
         )
@@ -188,10 +199,14 @@ def run(args) -> str:
             ("floor", "floor: `torch.cdist(q, g)`", False),
             ("dist", "`pairwise_euclidean(q, g)` (no grad)", False),
             ("full", "**`evaluate_rank(pairwise_euclidean(q, g))`**", False),
+            ("full_np", "**the same on `pairwise_euclidean(q, g).numpy()`**", False),
             ("chunked", "`evaluate_embeddings(q, g)` (blocks)", False),
             ("rank", "`evaluate_rank(distmat)` alone (ranking only)", True),
-            ("old", "before: old distances + old `evaluate_rank`", False),
+            ("rank_np", "the same on `distmat.numpy()`", True),
+            ("rank_np64", "the same on a float64 NumPy copy", True),
+            ("old", "before: `pairwise_euclidean` + old `evaluate_rank`", False),
             ("old_rank", "before: old `evaluate_rank(distmat)` alone", True),
+            ("old_rank_np64", "before: the same on the float64 NumPy copy", True),
         ]
         for key, name, alone in names:
             if rows[key]:
@@ -207,7 +222,7 @@ def run(args) -> str:
                 f"| torchreid-style loop (ranking only; {n} queries, time x {NQ / n:.1f}) | "
                 f"{scaled:.2f} | {scaled / t_floor:.2f} | - | - |"
             )
-        del q, g, dist
+        del q, g, dist, dist64
     head = [
         "# Evaluation benchmark: Market-size (3368 x 19732, D=512, 751 ids, 6 cameras)",
         "",
@@ -220,8 +235,8 @@ def run(args) -> str:
         "- floor: `torch.cdist(q, g)` alone; `x floor` = time / floor time, in the same run.",
         "- peak extra MiB: resident high-water mark during the call minus the resident size",
         "  before it; `extra over floor` subtracts the floor's own peak.",
-        "- targets: distances + ranking <= 2.5 x the floor on random features and <= 1.5 x on",
-        "  trained-like features.",
+        "- target: distances + ranking <= 1.5 x the floor on random and on trained-like",
+        "  features, NumPy and tensor inputs alike, results bit-identical to before.",
         "- before: "
         + (
             f"`{args.baseline.name}` (`--baseline`), same matrices, same per-query AP"
@@ -230,14 +245,19 @@ def run(args) -> str:
         )
         + ".",
         "",
-        "| features | total now (x floor) | total before | ranking now | ranking before |",
+        "| features | total now: tensor / NumPy (x floor) | total before | ranking now: "
+        "tensor / NumPy / float64 | ranking before: tensor / float64 |",
         "|---|---:|---:|---:|---:|",
     ]
     for label, best in summary:
         before = f"{best['old']:.2f}" if "old" in best else "-"
-        rank_before = f"{best['old_rank']:.2f}" if "old_rank" in best else "-"
+        rank_before = (
+            f"{best['old_rank']:.2f} / {best['old_rank_np64']:.2f}" if "old_rank" in best else "-"
+        )
         head.append(
-            f"| {label} | {best['full']:.2f} | {before} | {best['rank']:.2f} | {rank_before} |"
+            f"| {label} | {best['full']:.2f} / {best['full_np']:.2f} | {before} | "
+            f"{best['rank']:.2f} / {best['rank_np']:.2f} / {best['rank_np64']:.2f} | "
+            f"{rank_before} |"
         )
     return "\n".join(head + lines) + "\n"
 

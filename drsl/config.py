@@ -74,9 +74,10 @@ def torch_threads(n: int = 1, *, device=None):
     """Run torch (and the BLAS/OpenMP pools, via threadpoolctl) on ``n`` CPU threads, then restore.
 
     The one home of the package's thread limits. Short, memory-bound passes (the explorer's
-    tiny batches, the evaluation's ranking) gain nothing from a second thread and, on a busy
-    machine, wait for a descheduled one (up to 10x slower with 2 threads under load), so those
-    callers use one thread.
+    tiny batches, each pass of the evaluation's ranking) gain nothing from a second thread and,
+    on a busy machine, wait for a descheduled one (up to 10x slower with 2 threads under load),
+    so those callers use one thread; the ranking instead spreads whole sub-blocks of queries
+    over threads that each take the next one when free (:mod:`drsl.metrics._blocks`).
 
     Args:
         n (int): threads to use inside the block (>= 1).

@@ -1,9 +1,10 @@
 """CMC, mAP and mINP of a query x gallery distance matrix under the Market-1501 protocol.
 
 The gallery roles come from :mod:`drsl.metrics.protocol`; the ranks of the matches are counted
-block by block (:mod:`drsl.metrics._count`), never sorted, with ties in gallery order, exactly
-as ``np.argsort(..., kind="stable")`` would order them. :mod:`drsl.metrics.reference` has the
-same metrics as a short per-query loop.
+(:mod:`drsl.metrics._count`), never sorted, with ties in gallery order, exactly as
+``np.argsort(..., kind="stable")`` would order them, in cache-sized sub-blocks of queries spread
+over the torch threads (:mod:`drsl.metrics._blocks`); the results do not depend on the thread
+count. :mod:`drsl.metrics.reference` has the same metrics as a short per-query loop.
 
 Reference: Zheng et al., "Scalable Person Re-identification: A Benchmark", ICCV 2015 (protocol,
 Market AP); Ye et al., "Deep Learning for Person Re-identification: A Survey and Outlook",
@@ -23,7 +24,7 @@ from torch import Tensor
 
 from drsl.config import torch_threads
 from drsl.distances import chunked_euclidean, pairwise_cosine
-from drsl.metrics._count import Workspace, match_ranks
+from drsl.metrics._blocks import rank_blocks
 from drsl.metrics.protocol import Gallery, as_ids
 
 __all__ = ["AP_MODES", "RankResult", "average_precision", "evaluate_rank", "evaluate_embeddings"]
@@ -32,6 +33,7 @@ AP_MODES = ("noninterp", "market")
 """The two AP conventions: torchreid/fast-reid's non-interpolated AP, Market's trapezoid AP."""
 
 _DEFAULT_BLOCK_ELEMENTS = 1 << 22  # query rows per block = this // gallery size (~4M entries)
+# (the block is the unit of the scores; the counting cuts it into smaller sub-blocks)
 
 ArrayLike = np.ndarray | Tensor | Sequence
 
@@ -117,16 +119,19 @@ def _rows_text(rows: Tensor) -> str:
     return shown + (f" (and {rows.numel() - 5} more)" if rows.numel() > 5 else "")
 
 
-def _check_finite(block: Tensor, start: int, what: str, whole: Tensor | None = None) -> Tensor:
-    """The minimum of a block; ValueError naming the query rows with NaN or inf (of the
-    ``whole`` matrix when given, else of the block, whose first row is ``start``).
+def _check_finite(
+    block: Tensor, start: int, what: str, whole: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """The minimum and maximum of a block; ValueError naming the query rows with NaN or inf
+    (of the ``whole`` matrix when given, else of the block, whose first row is ``start``).
 
     One pass: NaN propagates into the minimum and maximum, inf shows in one of them (measured
     here: ``amin`` + ``amax`` take 1/40 of the time of ``isfinite(block).all()``, and
     ``aminmax`` about half of those two).
     """
     if block.numel() == 0:
-        return torch.zeros((), dtype=block.dtype, device=block.device)
+        zero = torch.zeros((), dtype=block.dtype, device=block.device)
+        return zero, zero
     lo, hi = torch.aminmax(block)  # one pass for both
     if block.is_floating_point() and not bool(torch.isfinite(lo) & torch.isfinite(hi)):
         if whole is not None:
@@ -139,7 +144,17 @@ def _check_finite(block: Tensor, start: int, what: str, whole: Tensor | None = N
             f"{what} holds {kind} in query rows {_rows_text(rows)}: distances must be finite "
             "(check the features that produced them)"
         )
-    return lo
+    return lo, hi
+
+
+def _finite_check(what: str, whole: Tensor | None = None, offset: int = 0):
+    """``check(block, start)`` for :func:`~drsl.metrics._count.rank_blocks`: the
+    :func:`_check_finite` of a block whose first row is query ``offset + start``."""
+
+    def check(block: Tensor, start: int) -> tuple[Tensor, Tensor]:
+        return _check_finite(block, offset + start, what, whole)
+
+    return check
 
 
 def _default_chunk(num_gallery: int) -> int:
@@ -280,7 +295,7 @@ def evaluate_rank(
 
     Args:
         distmat (np.ndarray or Tensor): ``nq x ng`` finite distances, float or int, any device
-            (the computation runs there).
+            (the computation runs there; on the CPU on ``torch.get_num_threads()`` threads).
         q_pids (array-like): ``nq`` query identities.
         g_pids (array-like): ``ng`` gallery identities (0 distractor, -1 junk).
         q_camids (array-like): ``nq`` query cameras.
@@ -313,15 +328,14 @@ def evaluate_rank(
     nq, ng = d.shape
     qp, qc, gal = _ids(q_pids, g_pids, q_camids, g_camids, nq, ng, d.device)
     chunk = int(chunk_size) if chunk_size is not None else _default_chunk(ng)
-    acc, ws = _Accumulator(int(max_rank), ap_mode), Workspace()
-    # one thread: the passes are memory-bound and short; on a busy machine a parallel pass
-    # waits for a descheduled thread (see drsl.config.torch_threads)
+    acc, threads = _Accumulator(int(max_rank), ap_mode), torch.get_num_threads()
+    check = _finite_check("distmat", d)
+    # torch on one thread per sub-block: the passes are memory-bound and short, and on a busy
+    # machine a parallel pass waits for a descheduled thread (see drsl.config.torch_threads);
+    # the sub-blocks themselves go to `threads` threads, each taking the next one when free
     with torch_threads(1, device=d.device):
-        for start in range(0, nq, chunk):
-            block = d[start : start + chunk].contiguous()
-            lo = _check_finite(block, start, "distmat", d)
-            sl = slice(start, start + chunk)
-            acc.add(start, *match_ranks(block, qp[sl], qc[sl], gal, lo, ws))
+        for start, ranks, npos in rank_blocks(d, qp, qc, gal, chunk, threads=threads, check=check):
+            acc.add(start, ranks, npos)
     return acc.result()
 
 
@@ -394,14 +408,18 @@ def evaluate_embeddings(
         g, gal = g[keep], Gallery(gal.pids[keep], gal.camids[keep])
     # bigger default blocks than evaluate_rank: each distance call redoes gallery-side work
     chunk = int(chunk_size) if chunk_size is not None else 4 * _default_chunk(ng)
-    acc, ws = _Accumulator(int(max_rank), ap_mode), Workspace()
+    acc, threads = _Accumulator(int(max_rank), ap_mode), torch.get_num_threads()
     if metric == "euclidean":
         blocks = chunked_euclidean(q, g, chunk_size=chunk)
     else:
         blocks = ((s, -pairwise_cosine(q[s : s + chunk], g)) for s in range(0, nq, chunk))
+    what = "the distance matrix (from finite features)"
     for start, block in blocks:
-        sl = slice(start, start + chunk)
+        sl, c = slice(start, start + chunk), block.shape[0]
+        check = _finite_check(what, offset=start)
         with torch_threads(1, device=block.device):
-            lo = _check_finite(block, start, "the distance matrix (from finite features)")
-            acc.add(start, *match_ranks(block, qp[sl], qc[sl], gal, lo, ws))
+            for _, ranks, npos in rank_blocks(
+                block, qp[sl], qc[sl], gal, c, threads=threads, check=check
+            ):
+                acc.add(start, ranks, npos)
     return acc.result()
