@@ -153,6 +153,8 @@ for ax, cell in zip(axes, PLAN["tune_cells"], strict=True):
     if len(part):
         plot_result_heatmap(part, index=("loss",), columns=("lr",), ax=ax, title=cell)
 plt.show()
+
+# %%
 rates[["loss", "runs", "planned", "complete", "lr", "val_mAP", "on_edge"]]
 
 # %% tags=["remove-input"]
