@@ -154,6 +154,11 @@ for ax, cell in zip(axes, PLAN["tune_cells"], strict=True):
         plot_result_heatmap(part, index=("loss",), columns=("lr",), ax=ax, title=cell)
 plt.show()
 
+# %% [markdown]
+# The rule, per loss: `runs` of the `planned` tuning runs are in; once `complete`, `lr` is the
+# rate with the best mean validation mAP (`val_mAP`) over the tuning cells, and `on_edge` says
+# whether it still sits on an edge of the grid after the extensions the plan allows.
+
 # %%
 rates[["loss", "runs", "planned", "complete", "lr", "val_mAP", "on_edge"]]
 
