@@ -4,13 +4,12 @@ with the grid extended past an edge, budget check, fresh-seed final runs scored 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from experiment_scripts import load_experiment
 
 from drsl.endpoints import endpoint_markdown, endpoint_table, holm
 
@@ -102,11 +101,7 @@ def test_endpoints_drop_a_diverged_seed_and_ignore_tuning_rows():
 
 # ---------------------------------------------------------------------------------- runner
 def _runner():
-    spec = importlib.util.spec_from_file_location("decisive", ROOT / "experiments/decisive.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["decisive"] = mod  # its dataclass looks its module up
-    spec.loader.exec_module(mod)
-    return mod
+    return load_experiment("decisive")
 
 
 def _tiny_plan(tmp_path: Path) -> str:

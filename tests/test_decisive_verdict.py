@@ -4,15 +4,14 @@ is found, a null says "no difference shown", a partial table makes no claim), an
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import tomllib
+from experiment_scripts import load_experiment
 
 from drsl.endpoints import (
     decisive_verdict,
@@ -155,11 +154,7 @@ def test_the_endpoint_figure_draws_every_comparison_with_its_interval():
 
 # ---------------------------------------------------------------- the runner's learning rates
 def _runner():
-    spec = importlib.util.spec_from_file_location("decisive", ROOT / "experiments/decisive.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["decisive"] = mod  # its dataclass looks its module up
-    spec.loader.exec_module(mod)
-    return mod
+    return load_experiment("decisive")
 
 
 TUNE_PLAN = """

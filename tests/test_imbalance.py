@@ -4,7 +4,6 @@ grid (tune on validation, choose the lr, budget check, final runs scored once on
 
 import csv
 import fcntl
-import importlib.util
 import math
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from experiment_scripts import load_experiment
 
 from drsl.analysis import cell_effects, paired_differences, select_lr, summary, t_interval
 from drsl.data.images import make_random_data
@@ -250,11 +250,7 @@ def test_imbalance_figures_draw_from_the_tables():
 
 # -------------------------------------------------------------------- the runner, end to end
 def _runner():
-    spec = importlib.util.spec_from_file_location("imbalance", ROOT / "experiments/imbalance.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["imbalance"] = mod  # its dataclass looks its module up
-    spec.loader.exec_module(mod)
-    return mod
+    return load_experiment("imbalance")
 
 
 GRID = """val_ids = 16
