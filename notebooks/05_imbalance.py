@@ -214,9 +214,10 @@ if verdict.complete:
     table["mAP"] = [
         f"{m:.1f} ± {s:.1f}" for m, s in zip(table.mAP_mean, table.mAP_std, strict=True)
     ]
+    # one row per loss, so each endpoint's two cells sit side by side
     display(
-        table.pivot(index="cell", columns="loss", values="mAP").loc[
-            list(PLAN["cells"]), PLAN["losses"]
+        table.pivot(index="loss", columns="cell", values="mAP").loc[
+            PLAN["losses"], list(PLAN["cells"])
         ]
     )
     display(Markdown(endpoint_markdown(verdict.table)))
@@ -243,7 +244,7 @@ else:
 # every other mention of the claim in the course and the README quotes (a test checks them).
 
 # %% tags=["remove-input"]
-lines = [f"**Verdict.** {verdict.headline}", ""]
+lines = [f"**Verdict.** {verdict.headline}"]
 lines += [f"- {line}" for line in verdict.lines.values()]
 if verdict.complete:  # each line's words fit its interval
     for r in verdict.table[verdict.table.versus == ""].itertuples():
@@ -251,7 +252,8 @@ if verdict.complete:  # each line's words fit its interval
         assert said.startswith("no difference shown") == (not r.rejects), (r.endpoint, r.loss)
 else:
     assert not verdict.lines and "no claim" in verdict.headline
-display(Markdown("\n".join(lines)))
+for paragraph in lines:  # one output each, so a slide deck can break between them
+    display(Markdown(paragraph))
 
 # %% [markdown]
 # **Caveats.** One model size, one synthetic data set, and only the metric loss alone: the
