@@ -256,6 +256,21 @@ for paragraph in lines:  # one output each, so a slide deck can break between th
     display(Markdown(paragraph))
 
 # %% [markdown]
+# **Not an endpoint: the level.** A cost is a difference, and a loss that barely trains has
+# little to lose. The next cell names, per cell, the loss with the highest mean test mAP and
+# DRSL's place among the seven. The plan did not name this reading, so it carries no interval
+# and makes no claim; it says where a small cost only means a low start.
+
+# %% tags=["remove-input"]
+if verdict.complete:
+    level = final.groupby(["cell", "loss"]).mAP.mean().unstack().loc[list(PLAN["cells"])]
+    place = level.rank(axis=1, ascending=False, method="min")["drsl"].astype(int)
+    display(Markdown("\n".join(
+        f"- {c}: best {LOSS_LABELS[level.loc[c].idxmax()]} {100 * level.loc[c].max():.1f} %; "
+        f"DRSL {100 * level.loc[c, 'drsl']:.1f} %, place {place[c]} of {len(PLAN['losses'])}"
+        for c in level.index)))  # fmt: skip
+
+# %% [markdown]
 # **Caveats.** One model size, one synthetic data set, and only the metric loss alone: the
 # usual recipe with cross-entropy on a BNNeck would be a plan of its own. A memory with
 # negatives only is not what the spec's label rule does; it is the control that isolates the
