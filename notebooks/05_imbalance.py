@@ -263,11 +263,12 @@ for paragraph in lines:  # one output each, so a slide deck can break between th
 
 # %% tags=["remove-input"]
 if verdict.complete:
-    level = final.groupby(["cell", "loss"]).mAP.mean().unstack().loc[list(PLAN["cells"])]
+    # section 4's table of means (test mAP in points), one row per cell
+    level = table.pivot(index="cell", columns="loss", values="mAP_mean").loc[list(PLAN["cells"])]
     place = level.rank(axis=1, ascending=False, method="min")["drsl"].astype(int)
     display(Markdown("\n".join(
-        f"- {c}: best {LOSS_LABELS[level.loc[c].idxmax()]} {100 * level.loc[c].max():.1f} %; "
-        f"DRSL {100 * level.loc[c, 'drsl']:.1f} %, place {place[c]} of {len(PLAN['losses'])}"
+        f"- {c}: best {LOSS_LABELS[level.loc[c].idxmax()]} {level.loc[c].max():.1f} %; "
+        f"DRSL {level.loc[c, 'drsl']:.1f} %, place {place[c]} of {len(PLAN['losses'])}"
         for c in level.index)))  # fmt: skip
 
 # %% [markdown]
